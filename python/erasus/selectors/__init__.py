@@ -1,0 +1,25 @@
+"""Coreset selectors. Geometric ones run in the Rust core (:mod:`erasus._core`).
+
+``erasus.select(X, k, method="kcenter")`` is the functional entry point; every selector is also a
+registry class: ``erasus.get_selector("craig", neighbors=50).select(k, features=X)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry import get_selector
+from ..selection import Selection
+from .base import Selector
+
+__all__ = ["Selector", "select"]
+
+
+def select(x: Any, k: int | None = None, method: str = "kcenter", *, seed: int = 0, ratio: float | None = None,
+           labels: Any = None, **options: Any) -> Selection:
+    """Select a coreset of ``k`` rows of ``x`` (numpy array or torch tensor, shape (n, d)) with ``method``.
+
+    ``options`` go to the selector's constructor (e.g. ``metric="cosine"`` for k-center,
+    ``neighbors=50`` for sparse facility location). Deterministic for a given ``seed``.
+    """
+    return get_selector(method, seed=seed, **options).select(k, features=x, ratio=ratio, labels=labels)

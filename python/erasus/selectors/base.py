@@ -1,0 +1,82 @@
+"""The selector protocol: ``Selector(**options).select(k, features=X)`` -> :class:`~erasus.Selection`.
+
+A selector either consumes features directly (``features=``) or computes them from a model and data
+(``model=``, ``data=``) through :mod:`erasus.features` — per-sample gradients for gradient-based
+selectors, embeddings for geometric ones. Subclasses implement :meth:`Selector._select` on a
+validated float32 C-contiguous matrix.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..selection import Selection, as_features, resolve_k
+
+__all__ = ["Selector", "features_from_model"]
+
+FeatureKind = Literal["gradients", "embeddings"]
+
+
+def features_from_model(model: Any, data: Any, *, kind: FeatureKind, seed: int = 0, **options: Any) -> Any:
+    """Compute selection features for ``data`` under ``model`` (gradients or embeddings)."""
+    from .. import features
+
+    if kind == "gradients":
+        return features.per_sample_gradients(model, data, seed=seed, **options)
+    if kind == "embeddings":
+        return features.embeddings(model, data, **options)
+    raise InvalidInputError(f"feature kind must be 'gradients' or 'embeddings', got {kind!r}")
+
+
+class Selector(abc.ABC):
+    """Base class of every coreset selector."""
+
+    registry_name: ClassVar[str] = ""
+    #: which features the selector wants when given a model instead of features
+    default_features: ClassVar[FeatureKind] = "embeddings"
+
+    def __init__(self, *, seed: int = 0, **options: Any) -> None:
+        self.seed = int(seed)
+        self.options = options
+
+    def select(
+        self,
+        k: int | None = None,
+        *,
+        features: Any = None,
+        model: Any = None,
+        data: Any = None,
+        ratio: float | None = None,
+        labels: Any = None,
+        feature_kind: FeatureKind | None = None,
+        feature_options: dict[str, Any] | None = None,
+    ) -> Selection:
+        """Pick ``k`` rows (or ``ratio`` of them) of ``features``, or of features computed from ``model`` on ``data``."""
+        if features is None:
+            if model is None or data is None:
+                raise InvalidInputError("select() needs features=..., or both model=... and data=...")
+            features = features_from_model(
+                model, data, kind=feature_kind or self.default_features, seed=self.seed, **(feature_options or {})
+            )
+        x = as_features(features)
+        k = resolve_k(x.shape[0], k, ratio=ratio)
+        if labels is not None:
+            labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+            if labels.shape != (x.shape[0],):
+                raise InvalidInputError(f"labels must have shape ({x.shape[0]},), got {labels.shape}")
+        sel = self._select(x, k, labels=labels)
+        if not sel.method:
+            sel = Selection(sel.indices, sel.weights, sel.gains, sel.objective, self.registry_name, sel.metadata)
+        return sel
+
+    @abc.abstractmethod
+    def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
+        """Select ``k`` rows of the validated float32 C-contiguous matrix ``x``."""
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(seed={self.seed}{', ' if opts else ''}{opts})"

@@ -1,0 +1,13 @@
+//! erasus-core: coreset selection for machine unlearning, in plain Rust.
+//!
+//! Every selector takes a borrowed row-major `(n, d)` float32 [`MatrixView`] and returns a
+//! [`Selection`]. Work is parallel with rayon (inside whatever pool the caller installs) and the
+//! result never depends on the number of threads: reductions break ties by the smaller index.
+
+pub mod error;
+pub mod matrix;
+pub mod selection;
+
+pub use error::{CoreError, Result};
+pub use matrix::{check_k, MatrixView};
+pub use selection::Selection;

@@ -1,0 +1,18 @@
+//! PyO3 glue for erasus-core, built as `erasus._core`.
+//!
+//! This crate only converts inputs, releases the GIL (through [`pool::detach`]) and maps errors
+//! (through [`errors::PyCoreError`]); every algorithm lives in `erasus-core`.
+
+mod errors;
+mod pool;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(pool::get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::_after_fork_in_child, m)?)?;
+    Ok(())
+}
