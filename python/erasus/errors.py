@@ -61,7 +61,7 @@ def require(module: str, extra: str, *, purpose: str = ""):
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - exercised only when the extra is missing
+    except ImportError as exc:
         what = f" for {purpose}" if purpose else ""
         raise MissingDependencyError(
             f"{module!r} is required{what}; install it with `pip install 'erasus-unlearn[{extra}]'`"
