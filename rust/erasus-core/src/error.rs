@@ -15,7 +15,9 @@ pub enum CoreError {
     #[error("features contain a non-finite value ({value}) at row {row}, column {col}; clean or impute them before selection")]
     NonFinite { row: usize, col: usize, value: f32 },
     /// An allocation the algorithm would need is larger than the configured budget.
-    #[error("{what} needs {needed_bytes} bytes ({needed_gib:.2} GiB), more than the {budget_bytes}-byte budget; {hint}")]
+    #[error(
+        "{what} needs {needed_bytes} bytes ({needed_gib:.2} GiB), more than the {budget_bytes}-byte budget; {hint}"
+    )]
     MemoryBudget {
         what: String,
         needed_bytes: u64,
@@ -26,7 +28,12 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    pub fn memory_budget(what: impl Into<String>, needed_bytes: u64, budget_bytes: u64, hint: impl Into<String>) -> Self {
+    pub fn memory_budget(
+        what: impl Into<String>,
+        needed_bytes: u64,
+        budget_bytes: u64,
+        hint: impl Into<String>,
+    ) -> Self {
         CoreError::MemoryBudget {
             what: what.into(),
             needed_bytes,

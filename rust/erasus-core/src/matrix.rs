@@ -15,12 +15,18 @@ impl<'a> MatrixView<'a> {
     /// Wraps `data` as `(n, d)`; refuses empty shapes and length mismatches.
     pub fn new(data: &'a [f32], n: usize, d: usize) -> Result<Self> {
         if n == 0 {
-            return Err(CoreError::Shape("features are empty: got 0 rows, expected at least 1".into()));
+            return Err(CoreError::Shape(
+                "features are empty: got 0 rows, expected at least 1".into(),
+            ));
         }
         if d == 0 {
-            return Err(CoreError::Shape(format!("features have 0 columns (shape ({n}, 0)); expected d >= 1")));
+            return Err(CoreError::Shape(format!(
+                "features have 0 columns (shape ({n}, 0)); expected d >= 1"
+            )));
         }
-        let expected = n.checked_mul(d).ok_or_else(|| CoreError::Shape(format!("shape ({n}, {d}) overflows usize")))?;
+        let expected = n
+            .checked_mul(d)
+            .ok_or_else(|| CoreError::Shape(format!("shape ({n}, {d}) overflows usize")))?;
         if data.len() != expected {
             return Err(CoreError::Shape(format!(
                 "buffer holds {} values but shape ({n}, {d}) needs {expected}",
@@ -68,7 +74,11 @@ impl<'a> MatrixView<'a> {
             .min();
         match bad {
             None => Ok(()),
-            Some(flat) => Err(CoreError::NonFinite { row: flat / d, col: flat % d, value: self.data[flat] }),
+            Some(flat) => Err(CoreError::NonFinite {
+                row: flat / d,
+                col: flat % d,
+                value: self.data[flat],
+            }),
         }
     }
 }
@@ -79,7 +89,9 @@ pub fn check_k(k: usize, n: usize) -> Result<()> {
         return Err(CoreError::InvalidArgument("k must be >= 1, got 0".into()));
     }
     if k > n {
-        return Err(CoreError::InvalidArgument(format!("k = {k} exceeds the number of samples n = {n}; expected 1 <= k <= n")));
+        return Err(CoreError::InvalidArgument(format!(
+            "k = {k} exceeds the number of samples n = {n}; expected 1 <= k <= n"
+        )));
     }
     Ok(())
 }

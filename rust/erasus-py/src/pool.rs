@@ -18,7 +18,10 @@ struct PoolState {
     requested: usize,
 }
 
-static POOL: Mutex<PoolState> = Mutex::new(PoolState { pool: None, requested: 0 });
+static POOL: Mutex<PoolState> = Mutex::new(PoolState {
+    pool: None,
+    requested: 0,
+});
 
 fn default_threads() -> usize {
     std::env::var("ERASUS_NUM_THREADS")
@@ -33,7 +36,11 @@ fn current_pool() -> Result<Arc<ThreadPool>, CoreError> {
     if let Some(pool) = &state.pool {
         return Ok(pool.clone());
     }
-    let threads = if state.requested > 0 { state.requested } else { default_threads() };
+    let threads = if state.requested > 0 {
+        state.requested
+    } else {
+        default_threads()
+    };
     let pool = ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("erasus-{i}"))
