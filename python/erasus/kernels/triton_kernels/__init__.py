@@ -1,0 +1,1 @@
+"""Triton implementations; imported only from inside the Triton path of :mod:`erasus.kernels`."""
