@@ -11,6 +11,11 @@ from typing import Any
 from ..registry import get_selector
 from ..selection import Selection
 from .base import Selector
+from . import el2n  # noqa: F401
+from . import grand  # noqa: F401
+from . import uncertainty  # noqa: F401
+from . import moderate  # noqa: F401
+from . import upcore  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
