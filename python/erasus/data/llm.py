@@ -250,7 +250,8 @@ class LMDataset(Dataset):
 
     ``records`` are strings (plain text), ``(prompt, answer)`` pairs or dicts with ``prompt``/``answer`` (or
     ``text``). ``answer_key`` picks another answer field (e.g. ``"paraphrased_answer"``); a list-valued field
-    such as TOFU's ``perturbed_answer`` needs ``answer_index``.
+    such as TOFU's ``perturbed_answer`` needs ``answer_index``. ``add_eos=False`` scores a continuation
+    without the end-of-sequence token (multiple-choice letters).
     """
 
     def __init__(
@@ -263,6 +264,7 @@ class LMDataset(Dataset):
         system_prompt: str | None = None,
         answer_key: str = "answer",
         answer_index: int | None = None,
+        add_eos: bool = True,
     ) -> None:
         if len(records) == 0:
             raise InvalidInputError("LMDataset needs at least one record")
@@ -288,6 +290,7 @@ class LMDataset(Dataset):
                     max_length=max_length,
                     chat_template=chat_template,
                     system_prompt=system_prompt,
+                    add_eos=add_eos,
                 )
             )
         self.batch = pad_encoded(encoded, pad_token_id=_pad_id(tokenizer))

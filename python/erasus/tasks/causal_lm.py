@@ -24,6 +24,7 @@ from .classification import logits_of
 __all__ = [
     "IGNORE_INDEX",
     "CausalLMTask",
+    "encode_prompt",
     "encode_prompt_answer",
     "pad_encoded",
     "token_log_probs",
@@ -43,6 +44,29 @@ def _ids(encoded: Any) -> list[int]:
     if isinstance(encoded, torch.Tensor):
         encoded = encoded.reshape(-1).tolist()
     return [int(i) for i in encoded]
+
+
+def encode_prompt(
+    tokenizer: Any, prompt: str, *, chat_template: bool | None = None, system_prompt: str | None = None
+) -> list[int]:
+    """Token ids of a prompt as the model sees it before the answer (chat template + generation prompt, or
+    the raw text with the tokenizer's special tokens; a lone BOS for an empty prompt)."""
+    use_chat = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
+    if use_chat:
+        if not _has_chat_template(tokenizer):
+            raise InvalidInputError("chat_template=True but the tokenizer has no chat_template")
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        prompt_ids = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    else:
+        text = f"{system_prompt}\n{prompt}" if system_prompt else prompt
+        prompt_ids = _ids(tokenizer(text, add_special_tokens=True)) if text else []
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if not prompt_ids and bos is not None:
+            # A plain-text sample still needs a first token to condition its first answer token on.
+            prompt_ids = [int(bos)]
+    return prompt_ids
 
 
 def encode_prompt_answer(
@@ -67,21 +91,7 @@ def encode_prompt_answer(
         raise ErasusTypeError(f"prompt and answer must be str, got {type(prompt).__name__}/{type(answer).__name__}")
     if max_length < 2:
         raise InvalidInputError(f"max_length must be at least 2 (one prompt and one answer token), got {max_length}")
-    use_chat = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
-    if use_chat:
-        if not _has_chat_template(tokenizer):
-            raise InvalidInputError("chat_template=True but the tokenizer has no chat_template")
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-            {"role": "user", "content": prompt}
-        ]
-        prompt_ids = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-    else:
-        text = f"{system_prompt}\n{prompt}" if system_prompt else prompt
-        prompt_ids = _ids(tokenizer(text, add_special_tokens=True)) if text else []
-        bos = getattr(tokenizer, "bos_token_id", None)
-        if not prompt_ids and bos is not None:
-            # A plain-text sample still needs a first token to condition its first answer token on.
-            prompt_ids = [int(bos)]
+    prompt_ids = encode_prompt(tokenizer, prompt, chat_template=chat_template, system_prompt=system_prompt)
     answer_ids = _ids(tokenizer(answer, add_special_tokens=False))
     eos = getattr(tokenizer, "eos_token_id", None)
     if add_eos and eos is not None:
@@ -207,12 +217,11 @@ class CausalLMTask(Task):
 
     def labels(self, batch: Batch) -> torch.Tensor:
         b = self._check(batch)
-        labels = b.get("labels")
-        if labels is None:
-            labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, IGNORE_INDEX) if "attention_mask" in b else b[
-                "input_ids"
-            ]
-        return labels
+        if b.get("labels") is not None:
+            return b["labels"]
+        # Plain language modelling: every non-padding token is a target.
+        mask = b.get("attention_mask")
+        return b["input_ids"] if mask is None else b["input_ids"].masked_fill(mask == 0, IGNORE_INDEX)
 
     def with_labels(self, batch: Batch, labels: torch.Tensor) -> Batch:
         out = dict(self._check(batch))
