@@ -15,9 +15,13 @@ import torch
 
 from . import reference
 from ..errors import InvalidInputError
+from ..errors import ErasusTypeError
 from ._dispatch import check_finite_scalar, check_tensor_lists, resolve_backend
 
-__all__ = ["fisher_accumulate_", "reference", "ssd_dampen_"]
+__all__ = ["fisher_accumulate_", "ghost_norms", "jl_project", "kronecker_project", "reference", "ssd_dampen_"]
+
+_KINDS = ("rademacher", "gaussian")
+_PROJECT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def _with_contiguous(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[tuple[int, torch.Tensor]]]:
@@ -83,3 +87,120 @@ def fisher_accumulate_(acc: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     multi_tensor.fisher_accumulate_(work, list(grads), weight=weight)
     for i, original in back:
         original.copy_(work[i])
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ErasusTypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**63:
+        raise InvalidInputError(f"seed must be in [0, 2**63), got {seed}")
+    return seed
+
+
+def _check_dim(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ErasusTypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise InvalidInputError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in _KINDS:
+        raise InvalidInputError(f"kind must be one of {_KINDS}, got {kind!r}")
+    return kind
+
+
+def _check_float_tensor(name: str, x: torch.Tensor, ndims: tuple[int, ...]) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise ErasusTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _PROJECT_DTYPES:
+        raise ErasusTypeError(f"{name} must be float32, float16 or bfloat16, got {x.dtype}")
+    if x.ndim not in ndims:
+        raise InvalidInputError(f"{name} must have {' or '.join(map(str, ndims))} dimensions, got shape "
+                                f"{tuple(x.shape)}")
+
+
+def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "rademacher",
+               backend: str = "auto") -> torch.Tensor:
+    """Johnson-Lindenstrauss random projection ``g @ R / sqrt(proj_dim)`` (Achlioptas, JCSS 2003).
+
+    ``R[i, j]`` (+-1 for ``"rademacher"``, N(0, 1) for ``"gaussian"``) is a pure function of ``(seed, i, j)``
+    through counter-based Philox4x32-10, generated on the fly and never stored, so the result does not depend
+    on tile sizes, chunking, batch size or GPU model; the torch path rebuilds the same matrix bit for bit
+    (:func:`erasus.kernels.reference.jl_matrix`). ``E||gR||^2 = ||g||^2`` and pairwise distances are kept
+    within ``1 +- eps`` with high probability for ``proj_dim = O(log n / eps^2)``.
+
+    Args:
+        g: (n, D) or (D,) float32/float16/bfloat16 rows; any D.
+        proj_dim: output dimension p.
+    Returns:
+        float32 (n, p) (or (p,) for 1-D input), accumulated in float32.
+    """
+    _check_float_tensor("g", g, (1, 2))
+    proj_dim = _check_dim("proj_dim", proj_dim)
+    seed, kind = _check_seed(seed), _check_kind(kind)
+    rows = g.unsqueeze(0) if g.ndim == 1 else g
+    if resolve_backend(backend, [g]) == "torch":
+        out = reference.jl_project(rows, proj_dim, seed=seed, kind=kind)
+    else:
+        from .triton_kernels import jl
+
+        out = jl.jl_project(rows, proj_dim, seed=seed, kind=kind)
+    return out[0] if g.ndim == 1 else out
+
+
+def _as_tokens(acts: torch.Tensor, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, d) -> (B, 1, d) and a shape check shared by the factored kernels."""
+    _check_float_tensor("acts", acts, (2, 3))
+    _check_float_tensor("grads", grads, (2, 3))
+    if acts.ndim != grads.ndim or acts.shape[:-1] != grads.shape[:-1]:
+        raise InvalidInputError(f"acts {tuple(acts.shape)} and grads {tuple(grads.shape)} must share the batch "
+                                "(and token) dimensions: (B, d_in)/(B, d_out) or (B, T, d_in)/(B, T, d_out)")
+    if acts.device != grads.device:
+        raise InvalidInputError(f"acts is on {acts.device} but grads is on {grads.device}")
+    if acts.ndim == 2:
+        acts, grads = acts.unsqueeze(1), grads.unsqueeze(1)
+    return acts, grads
+
+
+def kronecker_project(acts: torch.Tensor, grads: torch.Tensor, p_in: int, p_out: int, *, seed: int,
+                      kind: str = "rademacher", backend: str = "auto") -> torch.Tensor:
+    """LoGra factored projection of per-sample linear-layer gradients (Choe et al., 2024).
+
+    With ``G_b = sum_t g_bt a_bt^T`` (the per-sample weight gradient of ``y = W a``, shape d_out x d_in),
+    returns ``vec(P_out^T G_b P_in) = vec(G_b) @ kron(P_out, P_in)`` (row-major vec, shape (B, p_out * p_in)),
+    where ``P_in`` (d_in x p_in) and ``P_out`` (d_out x p_out) are the :func:`jl_project` matrices for seeds
+    ``reference.derive_seed(seed, 0)`` and ``reference.derive_seed(seed, 1)``. a and g are projected first
+    and then reduced over tokens, so neither G_b nor a B x T x r x r tensor is formed.
+
+    Args:
+        acts: layer inputs, (B, d_in) or (B, T, d_in).
+        grads: gradients w.r.t. the layer outputs, (B, d_out) or (B, T, d_out).
+    """
+    acts, grads = _as_tokens(acts, grads)
+    p_in, p_out = _check_dim("p_in", p_in), _check_dim("p_out", p_out)
+    seed, kind = _check_seed(seed), _check_kind(kind)
+    if resolve_backend(backend, [acts, grads]) == "torch":
+        return reference.kronecker_project(acts, grads, p_in, p_out, seed=seed, kind=kind)
+    from .triton_kernels import factored
+
+    return factored.kronecker_project(acts, grads, p_in, p_out, seed_in=reference.derive_seed(seed, 0),
+                                      seed_out=reference.derive_seed(seed, 1), kind=kind)
+
+
+def ghost_norms(acts: torch.Tensor, grads: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """Per-sample squared Frobenius norms of linear-layer weight gradients without forming them.
+
+    ``||sum_t g_t a_t^T||_F^2 = sum_{t,s} (a_t . a_s)(g_t . g_s)`` (the "ghost norm" identity of ghost
+    clipping, Li et al., ICLR 2022; Goodfellow 2015 for T = 1, where it is ``||a||^2 ||g||^2``).
+    Returns float32 (B,).
+    """
+    acts, grads = _as_tokens(acts, grads)
+    t, d_in, d_out = acts.shape[1], acts.shape[2], grads.shape[2]
+    # The Gram route costs T^2 (d_in + d_out) per sample; materializing G_b costs T d_in d_out.
+    if resolve_backend(backend, [acts, grads]) == "torch" or (t > 1 and t * t > d_in * d_out):
+        return reference.ghost_norms(acts, grads)
+    from .triton_kernels import factored
+
+    return factored.ghost_norms(acts, grads)
