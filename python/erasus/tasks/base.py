@@ -126,6 +126,10 @@ class Task(abc.ABC):
         """The same batch with its targets replaced (random-label / wrong-label methods)."""
         raise InvalidInputError(f"task {self.name!r} does not support replacing labels")
 
+    def with_inputs(self, batch: Batch, inputs: Any) -> Batch:
+        """The same batch with its model inputs replaced (adversarial / noise inputs, e.g. Boundary Shrink)."""
+        raise InvalidInputError(f"task {self.name!r} does not support replacing inputs")
+
     def num_classes(self, model: torch.nn.Module, batch: Batch) -> int | None:
         """Number of classes the model predicts, or None when the family has no fixed label space."""
         return None

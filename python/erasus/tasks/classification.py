@@ -91,6 +91,14 @@ class ClassificationTask(Task):
             return out
         return (x, labels)
 
+    def with_inputs(self, batch: Batch, inputs: Any) -> Batch:
+        x, y = self._split(batch)
+        if isinstance(batch, Mapping):
+            out = dict(batch)
+            out[next(k for k in self._X_KEYS if k in batch)] = inputs
+            return out
+        return (inputs,) if y is None else (inputs, y)
+
     def num_classes(self, model: torch.nn.Module, batch: Batch) -> int | None:
         config = getattr(model, "config", None)
         n = getattr(config, "num_labels", None)

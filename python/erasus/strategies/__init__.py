@@ -1,0 +1,28 @@
+"""Unlearning strategies, written once against the task adapters (:mod:`erasus.tasks`).
+
+``erasus.get_strategy(name, **options).unlearn(model=..., forget_loader=..., retain_loader=...)``; importing
+this package registers every built-in method.
+"""
+
+from .base import Run, UnlearningStrategy
+from . import (  # noqa: F401  (registration side effects)
+    amnesiac,
+    bad_teacher,
+    boundary_shrink,
+    finetune,
+    fisher_forgetting,
+    grad_diff,
+    gradient_ascent,
+    l1_sparse,
+    neg_grad_plus,
+    neuron_pruning,
+    random_label,
+    retrain,
+    salun,
+    scrub,
+    ssd,
+    unsir,
+)
+from .amnesiac import AmnesiacRecorder
+
+__all__ = ["UnlearningStrategy", "Run", "AmnesiacRecorder"]

@@ -1,0 +1,473 @@
+"""The :class:`UnlearningStrategy` protocol and the one training loop every gradient strategy shares.
+
+A strategy is configured once (``get_strategy("scrub", alpha=0.01)``) and applied with
+:meth:`UnlearningStrategy.unlearn`, which
+
+* works on a deep copy of the model (``inplace=False``, the default) or snapshots the model and restores it
+  bit for bit if anything raises (``inplace=True``), so a failed call never changes the caller's model;
+* resolves the task adapter (:func:`erasus.tasks.infer_task`), the forget/retain data and the per-sample
+  ``weights`` of a weighted coreset (looked up per batch through :class:`erasus.data.IndexedDataset`);
+* seeds every random choice from ``seed`` without touching the global RNG;
+* optionally trains LoRA adapters (peft) instead of the full weights and merges them back.
+
+Subclasses implement :meth:`_unlearn(model, run, **options)` using the :class:`Run` helpers.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from ..data import IndexedDataset, as_dataset
+from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, require
+from ..tasks import Task, get_task, infer_task, reduce_loss
+
+__all__ = ["UnlearningStrategy", "Run", "reinitialize", "per_sample_kl", "random_labels", "weighted"]
+
+_COMMON = {"task": None, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0}
+
+
+def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
+    """A fresh copy of ``model`` with every sub-module's ``reset_parameters`` called under ``seed``."""
+    fresh = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in fresh.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    return fresh
+
+
+def per_sample_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
+    """``T^2 * KL(softmax(t/T) || softmax(s/T))`` per sample (mean over any token axes), shape (B,)."""
+    t = temperature
+    log_p_s = torch.log_softmax(student_logits / t, dim=-1)
+    log_p_t = torch.log_softmax(teacher_logits.detach() / t, dim=-1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1) * (t * t)
+    return kl.reshape(kl.shape[0], -1).mean(1)
+
+
+def random_labels(y: torch.Tensor, num_classes: int, *, exclude_true: bool, generator: torch.Generator) -> torch.Tensor:
+    """Uniform random labels; with ``exclude_true`` uniform over the ``C - 1`` wrong classes."""
+    if exclude_true:
+        if num_classes < 2:
+            raise InvalidInputError("wrong labels need at least 2 classes")
+        shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
+        return (y + shift) % num_classes
+    return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+
+
+class Run:
+    """Everything one :meth:`UnlearningStrategy.unlearn` call needs: data, weights, budget, seeded batches."""
+
+    def __init__(
+        self,
+        *,
+        task: Task,
+        forget: Any,
+        retain: Any,
+        weights: torch.Tensor | None,
+        steps: int | None,
+        epochs: float | None,
+        lr: float,
+        device: torch.device,
+        seed: int,
+        progress: bool,
+        batch_size: int,
+        optimizer: str,
+        momentum: float,
+        weight_decay: float,
+        original: torch.nn.Module,
+        strategy_name: str,
+    ) -> None:
+        self.task = task
+        self.forget_raw, self.retain_raw = forget, retain
+        self.forget = as_dataset(forget)
+        self.retain = as_dataset(retain) if retain is not None else None
+        self.weights = weights
+        self.steps, self.epochs, self.lr = steps, epochs, lr
+        self.device, self.seed, self.progress = device, seed, progress
+        self.batch_size = batch_size
+        self.optimizer_name, self.momentum, self.weight_decay = optimizer, momentum, weight_decay
+        self.original = original  # the caller's model; read-only
+        self.strategy_name = strategy_name
+        self.history: list[float] = []
+        self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_counter = itertools.count()
+
+    # ----------------------------------------------------------------------------------------- data
+    @staticmethod
+    def _collate(raw: Any) -> Callable[[list[Any]], Any]:
+        return raw.collate_fn if isinstance(raw, DataLoader) else default_collate
+
+    def _loader(self, which: str, *, shuffle: bool, indexed: bool) -> DataLoader:
+        ds, raw = (self.forget, self.forget_raw) if which == "forget" else (self.retain, self.retain_raw)
+        if ds is None:
+            raise InvalidInputError(f"strategy {self.strategy_name!r} needs retain data; pass retain_loader= or retain_data=")
+        collate = self._collate(raw)
+        if indexed:
+            ds = IndexedDataset(ds)
+
+            def collate_indexed(items: list[tuple[Any, int]]) -> tuple[Any, torch.Tensor]:
+                return collate([it for it, _ in items]), torch.tensor([i for _, i in items], dtype=torch.long)
+
+            collate_fn: Callable[[list[Any]], Any] = collate_indexed
+        else:
+            collate_fn = collate
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + next(self._epoch_counter)) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, collate_fn=collate_fn)
+
+    def _prepare(self, batch: Any) -> Any:
+        if isinstance(batch, list):
+            batch = tuple(batch)
+        return self.task.to_device(batch, self.device)
+
+    def forget_epoch_indexed(self, *, shuffle: bool = True) -> Iterator[tuple[Any, torch.Tensor | None, torch.Tensor]]:
+        """One pass over the forget set: ``(batch, weights or None, positions in the forget set)``."""
+        for item, idx in self._loader("forget", shuffle=shuffle, indexed=True):
+            w = None if self.weights is None else self.weights[idx].to(self.device)
+            yield self._prepare(item), w, idx
+
+    def forget_epoch(self, *, shuffle: bool = True) -> Iterator[tuple[Any, torch.Tensor | None]]:
+        """One pass over the forget set: ``(batch, weights or None)`` on the run's device."""
+        for batch, w, _ in self.forget_epoch_indexed(shuffle=shuffle):
+            yield batch, w
+
+    def forget_stream_indexed(self) -> Iterator[tuple[Any, torch.Tensor | None, torch.Tensor]]:
+        """Endless reshuffled ``(batch, weights, positions)`` forget batches."""
+        while True:
+            yield from self.forget_epoch_indexed()
+
+    def retain_epoch(self, *, shuffle: bool = True) -> Iterator[Any]:
+        """One pass over the retain set."""
+        for item in self._loader("retain", shuffle=shuffle, indexed=False):
+            yield self._prepare(item)
+
+    def forget_stream(self) -> Iterator[tuple[Any, torch.Tensor | None]]:
+        """Endless reshuffled forget batches."""
+        while True:
+            yield from self.forget_epoch()
+
+    def retain_stream(self) -> Iterator[Any]:
+        """Endless reshuffled retain batches."""
+        while True:
+            yield from self.retain_epoch()
+
+    def batches_per_epoch(self, which: str = "forget") -> int:
+        ds = self.forget if which == "forget" else self.retain
+        if ds is None:
+            raise InvalidInputError(f"strategy {self.strategy_name!r} needs retain data; pass retain_loader= or retain_data=")
+        return max(1, -(-len(ds) // self.batch_size))  # type: ignore[arg-type]
+
+    def num_steps(self, default_epochs: float, *, which: str = "forget") -> int:
+        """The step budget: ``steps`` if given, else ``epochs`` (or the method's default) passes over ``which``."""
+        if self.steps is not None:
+            return self.steps
+        epochs = self.epochs if self.epochs is not None else default_epochs
+        return max(1, int(round(epochs * self.batches_per_epoch(which))))
+
+    def forget_loss(self, model: torch.nn.Module, batch: Any, weights: torch.Tensor | None) -> torch.Tensor:
+        """The (weighted) task loss on a forget batch: ``sum w_i l_i / sum w_i``."""
+        return self.task.loss(model, batch, weights=weights)
+
+    def num_classes(self, model: torch.nn.Module) -> int:
+        batch, _ = next(iter(self.forget_epoch(shuffle=False)))
+        n = self.task.num_classes(model, batch)
+        if n is None:
+            raise InvalidInputError(f"strategy {self.strategy_name!r} needs a task with a fixed label space")
+        return n
+
+    # ----------------------------------------------------------------------------------------- training
+    def make_optimizer(self, params: list[torch.nn.Parameter], *, lr: float | None = None) -> torch.optim.Optimizer:
+        lr = self.lr if lr is None else lr
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
+        if self.optimizer_name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+        raise InvalidInputError(f"optimizer must be 'sgd', 'adam' or 'adamw', got {self.optimizer_name!r}")
+
+    @staticmethod
+    def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise InvalidInputError("the model has no trainable parameters (every parameter has requires_grad=False)")
+        return params
+
+    def train(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[[int], torch.Tensor],
+        *,
+        num_steps: int,
+        desc: str,
+        optimizer: torch.optim.Optimizer | None = None,
+        before_step: Callable[[], None] | None = None,
+    ) -> None:
+        """``num_steps`` optimizer steps of ``loss_fn(step)``; records the losses in ``history``.
+
+        ``before_step`` runs between ``backward`` and ``optimizer.step`` (gradient masks, e.g. SalUn).
+        """
+        from tqdm.auto import tqdm
+
+        opt = optimizer or self.make_optimizer(self.trainable(model))
+        model.train()
+        bar = tqdm(range(num_steps), desc=f"{self.strategy_name}: {desc}", disable=not self.progress, leave=False)
+        for step in bar:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(step)
+            if not torch.isfinite(loss):
+                raise NonFiniteError(
+                    f"{self.strategy_name}: the {desc} loss became {loss.item()} at step {step}; lower lr (now {self.lr})"
+                )
+            loss.backward()
+            if before_step is not None:
+                before_step()
+            opt.step()
+            value = float(loss.detach())
+            self.history.append(value)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+
+
+class UnlearningStrategy(abc.ABC):
+    """Base class of every unlearning method.
+
+    Options given to the constructor (the method's hyperparameters, listed in ``defaults``, plus ``task``,
+    ``batch_size``, ``optimizer`` (``"sgd"|"adam"|"adamw"``), ``momentum``, ``weight_decay``) can be
+    overridden per call through ``unlearn(**kw)``. After a call, ``history_`` holds the loss of every
+    optimizer step and ``info_`` what the method reports (e.g. epsilon spent, retrained shards).
+    """
+
+    #: the method's hyperparameters and their (paper) defaults; ``lr`` and ``epochs`` are the budget defaults
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: whether the method reads the retain set (required) or may use it (optional)
+    retain: ClassVar[str] = "optional"  # "required" | "optional" | "unused"
+    #: whether the method trains with gradients (and so can run through LoRA adapters)
+    gradient_based: ClassVar[bool] = True
+    registry_name: ClassVar[str] = "strategy"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self._merge(options, base={**_COMMON, **self.defaults})
+        self._given = set(options)
+        self.history_: list[float] = []
+        self.info_: dict[str, Any] = {}
+
+    def _merge(self, options: dict[str, Any], *, base: dict[str, Any]) -> dict[str, Any]:
+        allowed = set(_COMMON) | set(self.defaults)
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown option(s) {unknown} for strategy {self.registry_name!r}; known options: {sorted(allowed)}"
+            )
+        return {**base, **options}
+
+    def __repr__(self) -> str:
+        changed = {k: self.options[k] for k in sorted(self._given)}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # ------------------------------------------------------------------------------------------ API
+    def unlearn(
+        self,
+        *,
+        model: torch.nn.Module,
+        forget_loader: Any = None,
+        forget_data: Any = None,
+        retain_loader: Any = None,
+        retain_data: Any = None,
+        weights: torch.Tensor | np.ndarray | None = None,
+        steps: int | None = None,
+        epochs: float | None = None,
+        lr: float | None = None,
+        inplace: bool = False,
+        device: torch.device | str | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        lora: Any = None,
+        **kw: Any,
+    ) -> torch.nn.Module:
+        """Unlearn ``forget`` from ``model`` and return the unlearned model.
+
+        Args:
+            model: any ``nn.Module`` (classifier, HF model, ...).
+            forget_loader / forget_data: the forget set (``DataLoader``, ``Dataset``, tensors or ``(x, y)`` arrays).
+            retain_loader / retain_data: the retain set, for methods that use one.
+            weights: per-sample weights aligned with the forget set order (a CRAIG coreset's ``Selection.weights``);
+                forget losses become ``sum w_i l_i / sum w_i``.
+            steps / epochs: optimizer-step budget, or passes over the forget set (method default when both None).
+            lr: learning rate (method default when None).
+            inplace: modify ``model`` itself; it is restored bit for bit if the call raises.
+            device: where to run (default: the model's device).
+            seed: seeds shuffling, random labels, noise and re-initialisations.
+            progress: show a tqdm progress bar.
+            lora: run through LoRA adapters (a ``peft.LoraConfig`` or a dict of its options) and merge them back.
+            **kw: per-call overrides of the method's options.
+        """
+        if not isinstance(model, torch.nn.Module):
+            raise ErasusTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        forget = _one_of("forget", forget_loader, forget_data, required=True)
+        retain = _one_of("retain", retain_loader, retain_data, required=False)
+        if retain is None and self.retain == "required":
+            raise InvalidInputError(
+                f"strategy {self.registry_name!r} needs the retain set; pass retain_loader= or retain_data="
+            )
+        opts = self._merge(kw, base=self.options)
+        if steps is not None and (not isinstance(steps, (int, np.integer)) or steps <= 0):
+            raise InvalidInputError(f"steps must be a positive integer, got {steps!r}")
+        if epochs is not None and not (isinstance(epochs, (int, float)) and epochs > 0):
+            raise InvalidInputError(f"epochs must be a positive number, got {epochs!r}")
+        lr_value = float(lr if lr is not None else opts.get("lr", 1e-3))
+        if not np.isfinite(lr_value) or lr_value < 0:
+            raise InvalidInputError(f"lr must be a finite non-negative number, got {lr!r}")
+        batch_size = opts["batch_size"]
+        if isinstance(forget_loader, DataLoader) and "batch_size" not in kw and "batch_size" not in self._given:
+            batch_size = forget_loader.batch_size or batch_size
+        if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if lora is not None and not self.gradient_based:
+            raise InvalidInputError(f"lora= applies to gradient-based strategies; {self.registry_name!r} is not one")
+
+        forget_ds = as_dataset(forget)
+        n_forget = len(forget_ds)  # type: ignore[arg-type]
+        if n_forget == 0:
+            raise InvalidInputError("the forget set is empty")
+        w = _check_weights(weights, n_forget)
+        task = get_task(opts["task"]) if opts["task"] is not None else infer_task(model, forget_ds)
+        try:
+            first = next(model.parameters())
+            model_device = first.device
+        except StopIteration:
+            model_device = torch.device("cpu")
+        run_device = torch.device(device) if device is not None else model_device
+
+        was_training = model.training
+        snapshot = _snapshot(model) if inplace else None
+        work = model if inplace else copy.deepcopy(model)
+        wrapped = None
+        try:
+            work.to(run_device)
+            if lora is not None:
+                wrapped = _wrap_lora(work, lora)
+            run = Run(
+                task=task,
+                forget=forget,
+                retain=retain,
+                weights=w,
+                steps=int(steps) if steps is not None else None,
+                epochs=epochs,
+                lr=lr_value,
+                device=run_device,
+                seed=int(seed),
+                progress=progress,
+                batch_size=int(batch_size),
+                optimizer=opts["optimizer"],
+                momentum=float(opts["momentum"]),
+                weight_decay=float(opts["weight_decay"]),
+                original=model,
+                strategy_name=self.registry_name,
+            )
+            self.info_ = {}
+            method_opts = {k: v for k, v in opts.items() if k not in _COMMON and k != "lr"}
+            fork_devices = [run_device] if run_device.type == "cuda" else []
+            with torch.random.fork_rng(devices=fork_devices):
+                torch.manual_seed(int(seed))
+                result = self._unlearn(wrapped if wrapped is not None else work, run, **method_opts)
+            if wrapped is not None:
+                result = wrapped.merge_and_unload()
+                wrapped = None
+        except BaseException:
+            if inplace:
+                if wrapped is not None:
+                    wrapped.unload()
+                _restore(model, snapshot)
+                model.train(was_training)
+            raise
+        self.history_ = run.history
+        result.train(was_training)
+        return result
+
+    @abc.abstractmethod
+    def _unlearn(self, model: torch.nn.Module, run: Run, **options: Any) -> torch.nn.Module:
+        """Unlearn in place on ``model`` (already a copy, or snapshotted) and return the result."""
+
+
+def _one_of(name: str, loader: Any, data: Any, *, required: bool) -> Any:
+    if loader is not None and data is not None:
+        raise InvalidInputError(f"pass either {name}_loader= or {name}_data=, not both")
+    value = loader if loader is not None else data
+    if value is None and required:
+        raise InvalidInputError(f"the {name} set is required; pass {name}_loader= or {name}_data=")
+    return value
+
+
+def _check_weights(weights: Any, n: int) -> torch.Tensor | None:
+    if weights is None:
+        return None
+    if isinstance(weights, np.ndarray):
+        weights = torch.from_numpy(np.ascontiguousarray(weights))
+    if not isinstance(weights, torch.Tensor):
+        raise ErasusTypeError(f"weights must be a tensor or numpy array, got {type(weights).__name__}")
+    w = weights.detach().reshape(-1).to(torch.float32).cpu()
+    if w.shape[0] != n:
+        raise InvalidInputError(f"weights has {w.shape[0]} entries but the forget set has {n} samples")
+    if not torch.isfinite(w).all():
+        raise NonFiniteError("weights contain NaN or infinity")
+    if (w < 0).any():
+        raise InvalidInputError("weights must be non-negative")
+    if float(w.sum()) <= 0:
+        raise InvalidInputError("weights sum to zero: nothing would be forgotten")
+    return w
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
+    return {
+        "device": [(p, p.device) for p in itertools.chain(model.parameters(), model.buffers())],
+        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict(keep_vars=False).items()},
+        "grad": {id(p): p.requires_grad for p in model.parameters()},
+    }
+
+
+def _restore(model: torch.nn.Module, snapshot: dict[str, Any] | None) -> None:
+    if snapshot is None:
+        return
+    with torch.no_grad():
+        for t, dev in snapshot["device"]:
+            t.data = t.data.to(dev)
+        model.load_state_dict(snapshot["state"])
+    for p in model.parameters():
+        p.requires_grad_(snapshot["grad"].get(id(p), p.requires_grad))
+
+
+def _wrap_lora(model: torch.nn.Module, lora: Any) -> Any:
+    peft = require("peft", "llm", purpose="LoRA unlearning (lora=)")
+    if isinstance(lora, peft.PeftConfig):
+        config = lora
+    elif isinstance(lora, dict):
+        options = dict(lora)
+        if "target_modules" not in options:
+            targets = sorted(
+                name for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and name
+            )
+            if not targets:
+                raise InvalidInputError("lora= found no Linear/Conv2d layers to adapt; pass target_modules explicitly")
+            options["target_modules"] = targets
+        try:
+            config = peft.LoraConfig(**options)
+        except TypeError as exc:
+            raise InvalidInputError(f"invalid lora options {sorted(lora)}: {exc}") from None
+    else:
+        raise ErasusTypeError(f"lora must be a peft.LoraConfig or a dict of its options, got {type(lora).__name__}")
+    return peft.get_peft_model(model, config)
+
+
+def weighted(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``sum w_i l_i / sum w_i`` (or the mean): the one forget-loss reduction every method uses."""
+    return reduce_loss(losses, weights)

@@ -1,0 +1,99 @@
+"""Representation Misdirection for Unlearning (Li et al., "The WMDP Benchmark: Measuring and Reducing
+Malicious Use with Unlearning", ICML 2024)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ...errors import InvalidInputError
+from ...models.llm import activation_hooks, decoder_layers
+from ...registry import register_strategy
+from ...tasks.base import reduce_loss
+from ..base import Run
+from .common import LLMStrategy, frozen_reference
+
+__all__ = ["RMU", "rmu_forget_loss", "rmu_retain_loss"]
+
+
+def _masked_mse(h: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean over real tokens and hidden units of ``(h - target)^2``, shape (B,)."""
+    m = mask.to(h.dtype).unsqueeze(-1)
+    sq = (h.float() - target.float()).square() * m
+    return sq.sum((1, 2)) / (m.sum((1, 2)) * h.shape[-1]).clamp(min=1)
+
+
+def rmu_forget_loss(h: torch.Tensor, control: torch.Tensor, mask: torch.Tensor, *,
+                    weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``E ||h_l(x_f) - c u||^2`` (per-element mean, as WMDP's ``mse_loss``) over the real tokens of forget samples."""
+    return reduce_loss(_masked_mse(h, control.expand_as(h), mask), weights)
+
+
+def rmu_retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``E ||h_l(x_r) - h_l^frozen(x_r)||^2`` over the real tokens of retain samples."""
+    return _masked_mse(h, h_frozen, mask).mean()
+
+
+@register_strategy("rmu")
+class RMU(LLMStrategy):
+    """RMU: ``L = E_f ||h_l - c u||^2 + alpha E_r ||h_l - h_l^frozen||^2``, ``u`` a fixed random unit vector
+    (uniform [0,1) entries, normalized, seeded), ``h_l`` the output of block ``layer``; only the MLP parameters
+    of blocks ``update_layers`` (default ``layer-2 .. layer``) are trained.
+
+    Defaults (WMDP's Zephyr-7B run): ``steering_coeff c = 6.5``, ``alpha = 1200``, AdamW lr 5e-5; ``layer``
+    defaults to the middle block (7 of 32 in the paper; tiny models need a different choice).
+    ``param_filter`` picks the trained parameters inside those blocks by name substring (``"mlp"``).
+    """
+
+    retain = "required"
+    llm_defaults = {"lr": 5e-5, "layer": None, "update_layers": None, "steering_coeff": 6.5, "alpha": 1200.0,
+                    "param_filter": "mlp", "default_epochs": 1}
+
+    def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, layer: int | None, update_layers: Sequence[int] | None,
+                    steering_coeff: float, alpha: float, param_filter: str, default_epochs: float) -> torch.nn.Module:
+        blocks = decoder_layers(model)
+        n = len(blocks)
+        layer = n // 2 if layer is None else int(layer)
+        if not 0 <= layer < n:
+            raise InvalidInputError(f"layer must be in [0, {n}), got {layer}")
+        update = list(range(max(0, layer - 2), layer + 1)) if update_layers is None else [int(i) for i in update_layers]
+        params = [p for i in update for name, p in blocks[i].named_parameters() if param_filter in name and p.requires_grad]
+        if not params:
+            raise InvalidInputError(f"no parameters matching {param_filter!r} in blocks {update}")
+        trainable = {id(p) for p in params}
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        hidden = int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
+        ref = frozen_reference(model, run)
+        gen = torch.Generator().manual_seed(run.seed)
+        forget, retain = run.forget_stream(), run.retain_stream()
+        control: list[torch.Tensor] = []
+
+        def acts(m: torch.nn.Module, batch: Any, *, detach: bool) -> torch.Tensor:
+            with activation_hooks(m, [layer], detach=detach) as out:
+                run.task.outputs(m, batch)
+            return out[layer]
+
+        def loss(_: int) -> torch.Tensor:
+            fb, w = next(forget)
+            rb = next(retain)
+            h_f = acts(model, fb, detach=False)
+            if not control:
+                u = torch.rand(1, 1, hidden or h_f.shape[-1], generator=gen)
+                control.append((u / u.norm() * steering_coeff).to(h_f.device))
+            h_r = acts(model, rb, detach=False)
+            h_r0 = ref(lambda m: acts(m, rb, detach=True))
+            return (rmu_forget_loss(h_f, control[0], fb["attention_mask"], weights=w)
+                    + alpha * rmu_retain_loss(h_r, h_r0, rb["attention_mask"]))
+
+        try:
+            self.train(model, run, loss, num_steps=run.num_steps(default_epochs), desc="RMU",
+                       optimizer=run.make_optimizer(params))
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+        self.info_["control_norm"] = float(control[0].norm()) if control else None
+        return model
