@@ -4,7 +4,11 @@
 //! [`Selection`]. Work is parallel with rayon (inside whatever pool the caller installs) and the
 //! result never depends on the number of threads: reductions break ties by the smaller index.
 
+pub mod distance;
 pub mod error;
+pub mod herding;
+pub mod kcenter;
+pub mod kmeans;
 pub mod matrix;
 pub mod selection;
 
