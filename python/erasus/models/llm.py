@@ -1,0 +1,168 @@
+"""Causal-LM wrappers (LLaMA, Mistral, GPT-2, GPT-J/NeoX, Qwen, Phi, Gemma, SmolLM ...).
+
+:func:`load_causal_lm` loads model + tokenizer by hub id or local folder (GGUF files through ``gguf_file=``,
+8-bit through bitsandbytes when installed); :func:`decoder_layers` finds the stack of transformer blocks of
+any of these families; :func:`activation_hooks` records chosen blocks' outputs (RMU, causal tracing,
+embeddings for selection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InvalidInputError, MissingDependencyError, require
+from ..registry import register_model
+
+__all__ = ["CausalLM", "load_causal_lm", "decoder_layers", "activation_hooks"]
+
+# attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
+_LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers")
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The list of transformer blocks of a causal LM (unwrapping peft models)."""
+    base = model
+    while hasattr(base, "base_model") and base.base_model is not base:
+        base = base.base_model
+        if hasattr(base, "model") and not hasattr(base, "config"):
+            base = base.model
+    for root in (base, model):
+        for path in _LAYER_PATHS:
+            obj: Any = root
+            for attr in path.split("."):
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    break
+            if isinstance(obj, torch.nn.ModuleList) and len(obj) > 0:
+                return obj
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    candidates = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and n is not None and len(m) == n]
+    if candidates:
+        return candidates[0]
+    raise InvalidInputError(f"cannot find the transformer blocks of {type(model).__name__}; tried {_LAYER_PATHS}")
+
+
+@contextlib.contextmanager
+def activation_hooks(model: torch.nn.Module, layers: Sequence[int], *, detach: bool = False
+                     ) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the hidden-state output of the chosen blocks during forwards inside the block.
+
+    Yields a dict ``layer index -> (B, T, H)`` tensor, refreshed on every forward; ``detach=True`` stores
+    detached tensors (for frozen references). Hooks are removed on exit, even on error.
+    """
+    blocks = decoder_layers(model)
+    out: dict[int, torch.Tensor] = {}
+    handles = []
+    for i in layers:
+        if not -len(blocks) <= i < len(blocks):
+            raise InvalidInputError(f"layer {i} is out of range for a model with {len(blocks)} blocks")
+        idx = i % len(blocks)
+
+        def hook(_m: torch.nn.Module, _inp: Any, output: Any, idx: int = idx) -> None:
+            h = output[0] if isinstance(output, (tuple, list)) else output
+            out[idx] = h.detach() if detach else h
+
+        handles.append(blocks[idx].register_forward_hook(hook))
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def load_causal_lm(
+    name_or_path: str | Path,
+    *,
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device | None = None,
+    load_in_8bit: bool = False,
+    gguf_file: str | None = None,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+) -> tuple[torch.nn.Module, Any]:
+    """``(model, tokenizer)`` from a hub id or a local folder via ``AutoModelForCausalLM``/``AutoTokenizer``.
+
+    ``load_in_8bit`` goes to bitsandbytes (raises :class:`MissingDependencyError` when it is not installed);
+    ``gguf_file`` dequantizes a GGUF checkpoint (needs the ``gguf`` package). A tokenizer without a pad
+    token gets its EOS token as pad.
+    """
+    transformers = require("transformers", "llm", purpose="loading causal LMs")
+    model_kwargs: dict[str, Any] = dict(kwargs)
+    if gguf_file is not None:
+        model_kwargs["gguf_file"] = gguf_file
+    if dtype is not None:
+        model_kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if load_in_8bit:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise MissingDependencyError("load_in_8bit=True needs bitsandbytes: `pip install bitsandbytes`")
+        model_kwargs["quantization_config"] = transformers.BitsAndBytesConfig(load_in_8bit=True)
+        model_kwargs.setdefault("device_map", "auto")
+    tok_kwargs = {"gguf_file": gguf_file} if gguf_file is not None else {}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
+                                                           **tok_kwargs)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code,
+                                                              **model_kwargs)
+    if device is not None and not load_in_8bit:
+        model = model.to(device)
+    return model.eval(), tokenizer
+
+
+@register_model("causal_lm")
+class CausalLM:
+    """A loaded causal LM with its tokenizer: ``get_model("causal_lm", name_or_path=...)``.
+
+    Attributes ``model`` and ``tokenizer``; :meth:`hooks` records block outputs; :meth:`task` returns a
+    :class:`erasus.tasks.CausalLMTask` bound to the tokenizer.
+    """
+
+    def __init__(self, *, name_or_path: str | Path, **load_options: Any) -> None:
+        self.model, self.tokenizer = load_causal_lm(name_or_path, **load_options)
+
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        return decoder_layers(self.model)
+
+    def hooks(self, layers: Sequence[int], *, detach: bool = False) -> Any:
+        return activation_hooks(self.model, layers, detach=detach)
+
+    def task(self, **options: Any) -> Any:
+        from ..tasks.causal_lm import CausalLMTask
+
+        return CausalLMTask(tokenizer=self.tokenizer, **options)
+
+
+_FAMILIES = {
+    "llama": ("llama",),
+    "mistral": ("mistral", "mixtral"),
+    "gpt2": ("gpt2",),
+    "gptj": ("gptj",),
+    "gpt_neox": ("gpt_neox",),
+    "qwen": ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe"),
+    "phi": ("phi", "phi3"),
+    "gemma": ("gemma", "gemma2", "gemma3", "gemma3_text"),
+    "smollm": ("llama",),  # SmolLM/SmolLM2 are LLaMA-architecture models
+}
+
+
+def _family_class(family: str, model_types: tuple[str, ...]) -> type[CausalLM]:
+    def __init__(self: CausalLM, *, name_or_path: str | Path, **load_options: Any) -> None:
+        CausalLM.__init__(self, name_or_path=name_or_path, **load_options)
+        found = getattr(self.model.config, "model_type", None)
+        if found not in model_types:
+            raise InvalidInputError(f"{name_or_path} is a {found!r} model, not a {family} one ({model_types})")
+
+    doc = f"A {family} causal LM (``config.model_type`` in {model_types}) loaded by id or path; see :class:`CausalLM`."
+    cls = type(f"{family.title().replace('_', '')}LM", (CausalLM,), {"__init__": __init__, "__doc__": doc})
+    return register_model(family)(cls)
+
+
+for _family, _types in _FAMILIES.items():
+    _family_class(_family, _types)
