@@ -343,27 +343,35 @@ def mean_grad(model: Any, data: Any, *, task: Any = None, params: str | Sequence
     return (total / max(n, 1)).cpu()
 
 
-def hvp_fn(model: Any, data: Any, *, task: Any = None, params: str | Sequence[str] | None = None,
-           batch_size: int | None = None) -> tuple[Any, int]:
-    """``(v -> H v, p)``: Hessian-vector products of the mean loss over ``data`` (double backprop, batched)."""
-    import torch
-    from torch.func import grad, jvp
+class _HVP:
+    """``hvp(v, b=None)``: Hessian-vector product of the mean loss over all batches, or over batch ``b`` only."""
 
+    def __init__(self, losses: Any, theta0: Any, batches: list[Any], sizes: list[int], model: Any) -> None:
+        self.losses, self.theta0, self.batches, self.sizes, self.model = losses, theta0, batches, sizes, model
+        self.n_batches = len(batches)
+
+    def __call__(self, v: Any, b: int | None = None) -> Any:
+        import torch
+        from torch.func import grad, jvp
+
+        v = v.to(self.theta0)
+        which = range(self.n_batches) if b is None else [b]
+        out = torch.zeros_like(self.theta0)
+        with eval_mode(self.model):
+            for i in which:
+                batch = self.batches[i]
+                out += jvp(grad(lambda th: self.losses(th, batch).sum()), (self.theta0,), (v,))[1]
+        return (out / sum(self.sizes[i] for i in which)).detach().cpu()
+
+
+def hvp_fn(model: Any, data: Any, *, task: Any = None, params: str | Sequence[str] | None = None,
+           batch_size: int | None = None) -> tuple[_HVP, int]:
+    """``(hvp, p)``: exact Hessian-vector products of the mean loss over ``data`` (forward-over-reverse, batched)."""
     t, loader = _task_and_loader(model, data, task, batch_size)
     names = trainable_subset(model, params)
     theta0, _, losses = _flat_loss(model, names, t)
     batches = [t.to_device(b, theta0.device) for b in loader]
-    n = sum(t.batch_size(b) for b in batches)
-
-    def hvp(v: Any) -> Any:
-        v = v.to(theta0)
-        out = torch.zeros_like(theta0)
-        with eval_mode(model):
-            for b in batches:
-                out += jvp(grad(lambda th: losses(th, b).sum()), (theta0,), (v,))[1]
-        return (out / n).detach().cpu()
-
-    return hvp, int(theta0.numel())
+    return _HVP(losses, theta0, batches, [t.batch_size(b) for b in batches], model), int(theta0.numel())
 
 
 def exact_hessian(model: Any, data: Any, *, task: Any = None, params: str | Sequence[str] | None = None,

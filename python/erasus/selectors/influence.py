@@ -1,0 +1,213 @@
+"""Influence functions (Koh & Liang, "Understanding Black-box Predictions via Influence Functions", ICML 2017) with exact,
+LiSSA (Agarwal, Bullins & Hazan, "Second-Order Stochastic Optimization for Machine Learning in Linear Time", JMLR 2017)
+and Arnoldi (Schioppa et al., "Scaling Up Influence Functions", AAAI 2022) inverse-Hessian-vector products."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InvalidInputError, MemoryBudgetError
+from ..registry import register_selector
+from ..selection import Selection
+from ._common import ContextSelector, as_array, exact_hessian, hvp_fn, mean_grad, per_sample_grads, score_selection
+
+__all__ = ["InfluenceSelector", "lissa_inverse_hvp", "arnoldi_eigen", "exact_inverse_hvp"]
+
+Approximation = Literal["exact", "lissa", "arnoldi"]
+MatVec = Callable[[np.ndarray], np.ndarray]
+
+
+def exact_inverse_hvp(hessian: np.ndarray, v: np.ndarray, *, damping: float) -> np.ndarray:
+    """``(H + damping I)^{-1} v`` by a symmetric solve (``v`` is ``(p,)`` or ``(p, m)``)."""
+    import scipy.linalg
+
+    h = np.asarray(hessian, dtype=np.float64) + damping * np.eye(hessian.shape[0])
+    try:
+        return scipy.linalg.solve(h, v, assume_a="sym")
+    except np.linalg.LinAlgError as exc:
+        raise InvalidInputError(f"the damped Hessian is singular; increase damping (now {damping})") from exc
+
+
+def lissa_inverse_hvp(hvp: Callable[[np.ndarray, int | None], np.ndarray], v: np.ndarray, *, damping: float, scale: float,
+                      depth: int, repeats: int = 1, n_batches: int = 1, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """LiSSA (Agarwal et al. 2017, Alg. 1): ``(H + damping I)^{-1} v`` from the truncated Neumann series.
+
+    ``h_0 = v;  h_j = v + (I - (H_j + damping I) / scale) h_{j-1}``, where ``H_j`` is the Hessian on a
+    minibatch drawn at step ``j`` (``hvp(x, b)`` for batch ``b``, or the full data when ``n_batches == 1``);
+    the estimate is ``h_depth / scale`` averaged over ``repeats`` independent recursions. ``scale`` must exceed
+    the largest eigenvalue of ``H + damping I`` for the series to converge. Koh & Liang's ``damping`` ``d``
+    corresponds to ``damping = d * scale`` here.
+    """
+    if scale <= 0 or depth < 1 or repeats < 1:
+        raise InvalidInputError(f"LiSSA needs scale > 0, depth >= 1 and repeats >= 1; got {scale}, {depth}, {repeats}")
+    rng = np.random.default_rng(seed)
+    total = np.zeros_like(v, dtype=np.float64)
+    steps = tqdm(total=repeats * depth, desc="LiSSA", disable=not progress, leave=False)
+    for _ in range(repeats):
+        h = v.astype(np.float64).copy()
+        for _ in range(depth):
+            b = int(rng.integers(n_batches)) if n_batches > 1 else None
+            h = v + h - (hvp(h, b) + damping * h) / scale
+            steps.update()
+            if not np.isfinite(np.abs(h).max()) or np.abs(h).max() > 1e150:
+                steps.close()
+                raise InvalidInputError(f"LiSSA diverged: scale ({scale}) must exceed the largest Hessian eigenvalue")
+        total += h / scale
+    steps.close()
+    return total / repeats
+
+
+def arnoldi_eigen(hvp: MatVec, dim: int, *, iterations: int, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``rank`` eigenpairs of ``H`` from ``iterations`` Arnoldi steps (Schioppa et al. 2022, Alg. 1).
+
+    Builds an orthonormal Krylov basis ``Q`` and the Hessenberg matrix ``A = Q^T H Q`` with modified
+    Gram-Schmidt (full re-orthogonalisation), diagonalises ``A`` and keeps the ``rank`` eigenvalues of largest
+    magnitude with their Ritz vectors ``Q u``. Returns ``(eigenvalues (r,), eigenvectors (dim, r))``.
+    """
+    if iterations < 1 or rank < 1:
+        raise InvalidInputError(f"Arnoldi needs iterations >= 1 and rank >= 1, got {iterations} and {rank}")
+    iterations = min(iterations, dim)
+    rng = np.random.default_rng(seed)
+    q = np.zeros((dim, iterations + 1))
+    a = np.zeros((iterations + 1, iterations))
+    start = rng.standard_normal(dim)
+    q[:, 0] = start / np.linalg.norm(start)
+    m = iterations
+    for i in range(iterations):
+        w = np.asarray(hvp(q[:, i]), dtype=np.float64)
+        for _ in range(2):  # twice is enough for orthogonality in floating point ("twice is enough", Parlett)
+            coef = q[:, :i + 1].T @ w
+            a[:i + 1, i] += coef
+            w = w - q[:, :i + 1] @ coef
+        a[i + 1, i] = np.linalg.norm(w)
+        if a[i + 1, i] < 1e-10 * max(1.0, np.abs(a[:i + 1, i]).max()):
+            m = i + 1  # the Krylov space is invariant: its Ritz pairs are exact
+            break
+        q[:, i + 1] = w / a[i + 1, i]
+    vals, vecs = np.linalg.eig(a[:m, :m])
+    vals, vecs = vals.real, vecs.real
+    keep = np.argsort(-np.abs(vals), kind="stable")[:rank]
+    u = q[:, :m] @ vecs[:, keep]
+    u /= np.linalg.norm(u, axis=0, keepdims=True)
+    return vals[keep], u
+
+
+@register_selector("influence")
+class InfluenceSelector(ContextSelector):
+    """Influence functions (Koh & Liang, ICML 2017): ``score_i = g_target^T (H + damping I)^{-1} g_i``; keeps the highest.
+
+    ``g_i = grad_theta l(z_i)``, ``H`` the Hessian of the mean training loss and ``g_target`` the gradient of
+    the mean loss on ``target`` data (``select(..., target=data)`` or ``target_features=`` gradients). Removing
+    ``z_i`` changes the target loss by about ``score_i / n`` (``-I_up,loss / n``), so the kept samples are those
+    the target fit relies on most. Without a target the score is the self-influence ``g_i^T H^{-1} g_i``.
+    ``damping`` plays the role of an L2 penalty ``damping/2 ||theta||^2`` in the training objective.
+
+    ``approximation``: ``"exact"`` (the Hessian is formed: small models or ``params="last_layer"``; at most
+    ``max_params`` parameters), ``"lissa"`` (Agarwal et al. 2017: ``scale``, ``depth``, ``repeats``,
+    ``lissa_batch_size`` for stochastic minibatch Hessians) or ``"arnoldi"`` (Schioppa et al. 2022:
+    ``arnoldi_iterations`` Krylov steps, ``arnoldi_rank`` top eigenpairs; ``H^{-1} ~ U diag(1/(lambda+damping)) U^T``).
+
+    With ``model=``/``data=``, gradients and Hessian-vector products are exact (``torch.func``) over the
+    ``params`` (``None``: all trainable; ``"last_layer"``; or a list of names); ``hessian_data=`` sets the
+    data of ``H`` (default ``data``). With ``features=`` (per-sample gradients ``(n, p)``) ``H`` is
+    ``hessian=`` if given, else the Gauss-Newton / empirical-Fisher ``G^T G / n``.
+    """
+
+    def __init__(self, *, seed: int = 0, approximation: Approximation = "exact", damping: float = 0.01,
+                 scale: float = 25.0, depth: int = 1000, repeats: int = 1, lissa_batch_size: int | None = None,
+                 arnoldi_iterations: int = 100, arnoldi_rank: int = 20, params: Any = None,
+                 batch_size: int | None = None, max_params: int = 10_000, progress: bool = False) -> None:
+        if approximation not in ("exact", "lissa", "arnoldi"):
+            raise InvalidInputError(f"approximation must be 'exact', 'lissa' or 'arnoldi', got {approximation!r}")
+        if damping < 0:
+            raise InvalidInputError(f"damping must be >= 0, got {damping}")
+        super().__init__(seed=seed, approximation=approximation, damping=damping, scale=scale, depth=depth,
+                         repeats=repeats, lissa_batch_size=lissa_batch_size, arnoldi_iterations=arnoldi_iterations,
+                         arnoldi_rank=arnoldi_rank, params=params, batch_size=batch_size, max_params=max_params)
+        self.approximation, self.damping, self.scale = approximation, float(damping), float(scale)
+        self.depth, self.repeats, self.lissa_batch_size = int(depth), int(repeats), lissa_batch_size
+        self.arnoldi_iterations, self.arnoldi_rank = int(arnoldi_iterations), int(arnoldi_rank)
+        self.params, self.batch_size, self.max_params, self.progress = params, batch_size, int(max_params), progress
+
+    def _from_model(self, model: Any, data: Any, *, task: Any, context: dict[str, Any]) -> tuple[Any, Any]:
+        grads, labels = per_sample_grads(model, data, task=task, params=self.params, batch_size=self.batch_size)
+        p = grads.shape[1]
+        if context.get("target") is not None:
+            context["target_gradient"] = mean_grad(model, context["target"], task=task, params=self.params,
+                                                   batch_size=self.batch_size).double().numpy()
+        hdata = context.get("hessian_data", data)
+        if self.approximation == "exact":
+            if p > self.max_params:
+                raise MemoryBudgetError(
+                    f"exact influence would form a {p} x {p} Hessian (max_params={self.max_params}); use "
+                    "params='last_layer', approximation='lissa' or 'arnoldi', or raise max_params")
+            context["hessian"] = exact_hessian(model, hdata, task=task, params=self.params,
+                                               batch_size=self.batch_size).double().numpy()
+        else:
+            import torch
+
+            bs = self.lissa_batch_size if self.approximation == "lissa" else None
+            hvp, _ = hvp_fn(model, hdata, task=task, params=self.params, batch_size=bs or self.batch_size)
+
+            def matvec(v: np.ndarray, b: int | None = None) -> np.ndarray:
+                if v.ndim == 1:
+                    return hvp(torch.as_tensor(v), b).double().numpy()
+                return np.stack([hvp(torch.as_tensor(c), b).double().numpy() for c in v.T], axis=1)
+
+            context["hvp"] = matvec
+            context["n_batches"] = hvp.n_batches if bs else 1  # 1: every step uses the full-data Hessian
+        context["gradients"] = grads.double().numpy()
+        return context["gradients"], labels
+
+    def _hvp(self, g: np.ndarray) -> tuple[Callable[[np.ndarray, int | None], np.ndarray], int]:
+        if "hvp" in self._context:
+            return self._context["hvp"], int(self._context.get("n_batches", 1))
+        h = self._context.get("hessian")
+        if h is not None:
+            return (lambda v, b=None: h @ v), 1
+        n = g.shape[0]
+        if self.approximation == "lissa" and self.lissa_batch_size:
+            bs = int(self.lissa_batch_size)
+            parts = [g[i:i + bs] for i in range(0, n, bs)]
+            return (lambda v, b=None: g.T @ (g @ v) / n if b is None else parts[b].T @ (parts[b] @ v) / parts[b].shape[0]), len(parts)
+        return (lambda v, b=None: g.T @ (g @ v) / n), 1
+
+    def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
+        g = self._context.get("gradients", x).astype(np.float64)
+        n, p = g.shape
+        tg = self._context.get("target_gradient")
+        if tg is None and self._context.get("target_features") is not None:
+            tf = as_array(self._context["target_features"], name="target_features")
+            if tf.shape[1] != p:
+                raise InvalidInputError(f"target_features have {tf.shape[1]} columns, the gradients have {p}")
+            tg = tf.mean(axis=0)
+        if self._context.get("hessian") is not None:
+            h = as_array(self._context["hessian"], name="hessian")
+            if h.shape != (p, p):
+                raise InvalidInputError(f"hessian must have shape ({p}, {p}), got {h.shape}")
+            self._context["hessian"] = h
+        rhs = g.T if tg is None else tg  # self-influence needs H^{-1} g_i for every i
+        if self.approximation == "exact":
+            h = self._context.get("hessian")
+            if h is None:
+                h = g.T @ g / n
+            solved = exact_inverse_hvp(h, rhs, damping=self.damping)
+        elif self.approximation == "lissa":
+            hvp, n_batches = self._hvp(g)
+            solved = lissa_inverse_hvp(hvp, rhs, damping=self.damping, scale=self.scale, depth=self.depth,
+                                       repeats=self.repeats, n_batches=n_batches, seed=self.seed, progress=self.progress)
+        else:
+            hvp, _ = self._hvp(g)
+            vals, u = arnoldi_eigen(lambda v: hvp(v, None), p, iterations=self.arnoldi_iterations,
+                                    rank=self.arnoldi_rank, seed=self.seed)
+            if np.any(vals + self.damping <= 0):
+                raise InvalidInputError("Arnoldi found non-positive damped eigenvalues; increase damping")
+            d = vals + self.damping
+            coef = u.T @ rhs
+            solved = u @ (coef / (d[:, None] if coef.ndim == 2 else d))
+        scores = np.einsum("ip,pi->i", g, solved) if tg is None else g @ solved
+        return score_selection(scores, k, metadata={"approximation": self.approximation,
+                                                    "target": "self" if tg is None else "target"})

@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+import erasus
+from erasus.errors import InvalidInputError, MemoryBudgetError
+from erasus.selectors.influence import arnoldi_eigen, lissa_inverse_hvp
+
+LAM = 0.05
+
+
+def _fit(x, y, n_total, init=None):
+    """argmin sum_i CE_i + n_total * LAM/2 ||theta||^2 (the objective exact influence linearises), float64 L-BFGS."""
+    model = torch.nn.Linear(x.shape[1], 2).double()
+    if init is not None:
+        model.load_state_dict(init)
+    opt = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        reg = sum((p ** 2).sum() for p in model.parameters())
+        loss = torch.nn.functional.cross_entropy(model(x), y, reduction="sum") + n_total * LAM / 2 * reg
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return model
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    g = torch.Generator().manual_seed(0)
+    n, d = 60, 4
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w = torch.randn(d, generator=g, dtype=torch.float64)
+    y = ((x @ w + 0.8 * torch.randn(n, generator=g, dtype=torch.float64)) > 0).long()
+    xt = torch.randn(30, d, generator=g, dtype=torch.float64)
+    yt = ((xt @ w) > 0).long()
+    model = _fit(x, y, n)
+    return model, x, y, xt, yt
+
+
+def test_exact_influence_matches_leave_one_out_retraining(logistic):
+    model, x, y, xt, yt = logistic
+    n = x.shape[0]
+    sel = erasus.get_selector("influence", approximation="exact", damping=LAM).select(
+        n, model=model, data=(x, y), target=(xt, yt))
+    scores = sel.metadata["scores"]
+    with torch.no_grad():
+        base = torch.nn.functional.cross_entropy(model(xt), yt).item()
+    loo = []
+    for i in range(n):
+        keep = torch.arange(n) != i
+        m = _fit(x[keep], y[keep], n, init=model.state_dict())
+        with torch.no_grad():
+            loo.append(torch.nn.functional.cross_entropy(m(xt), yt).item() - base)
+    rho = spearmanr(scores, loo).statistic
+    assert rho > 0.9, rho
+    np.testing.assert_allclose(scores / n, loo, atol=5e-3)  # first-order size of the effect too
+    assert sel.indices[0] == int(np.argmax(scores))
+
+
+def _problem(p=8, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(n, p)) * np.linspace(0.3, 2.0, p)
+    h = g.T @ g / n
+    return g, h
+
+
+def test_lissa_matches_exact_inverse_hvp():
+    g, h = _problem()
+    v = np.random.default_rng(1).normal(size=8)
+    damping = 0.1
+    exact = np.linalg.solve(h + damping * np.eye(8), v)
+    scale = 1.2 * np.linalg.eigvalsh(h).max() + damping
+    est = lissa_inverse_hvp(lambda u, b: h @ u, v, damping=damping, scale=scale, depth=3000)
+    np.testing.assert_allclose(est, exact, rtol=1e-6)
+    # stochastic minibatch Hessians: unbiased, so averaged repeats approach the exact solution
+    parts = np.array_split(g, 4)
+    hvp = lambda u, b: parts[b].T @ (parts[b] @ u) / parts[b].shape[0]  # noqa: E731
+    noisy = lissa_inverse_hvp(hvp, v, damping=damping, scale=3 * scale, depth=2000, repeats=8, n_batches=4, seed=0)
+    assert np.linalg.norm(noisy - exact) / np.linalg.norm(exact) < 0.25
+
+
+def test_arnoldi_matches_exact_eigendecomposition():
+    _, h = _problem(p=12)
+    vals, vecs = np.linalg.eigh(h)
+    top = np.argsort(-vals)[:5]
+    got_vals, got_vecs = arnoldi_eigen(lambda v: h @ v, 12, iterations=12, rank=5, seed=0)
+    np.testing.assert_allclose(got_vals, vals[top], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(got_vecs.T @ vecs[:, top]), np.eye(5), atol=1e-6)
+    v = np.random.default_rng(2).normal(size=12)
+    inv_top = vecs[:, top] @ ((vecs[:, top].T @ v) / (vals[top] + 0.01))
+    approx = got_vecs @ ((got_vecs.T @ v) / (got_vals + 0.01))
+    np.testing.assert_allclose(approx, inv_top, rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("approximation", ["lissa", "arnoldi"])
+def test_approximations_agree_with_exact_influence_on_a_model(logistic, approximation):
+    model, x, y, xt, yt = logistic
+    exact = erasus.get_selector("influence", damping=LAM).select(10, model=model, data=(x, y), target=(xt, yt))
+    opts = {"scale": 10.0, "depth": 800} if approximation == "lissa" else {"arnoldi_iterations": 10, "arnoldi_rank": 10}
+    approx = erasus.get_selector("influence", approximation=approximation, damping=LAM, **opts).select(
+        10, model=model, data=(x, y), target=(xt, yt))
+    np.testing.assert_allclose(approx.metadata["scores"], exact.metadata["scores"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(approx.indices, exact.indices)
+
+
+def test_self_influence_from_gradient_features_uses_gauss_newton():
+    g, h = _problem(p=6, n=30)
+    ref = np.einsum("ip,pq,iq->i", g, np.linalg.inv(h + 0.1 * np.eye(6)), g)
+    sel = erasus.select(g, 5, method="influence", damping=0.1)
+    np.testing.assert_allclose(sel.metadata["scores"], ref, rtol=1e-4)
+    np.testing.assert_array_equal(sel.indices, np.argsort(-ref)[:5])
+    arn = erasus.select(g, 5, method="influence", approximation="arnoldi", damping=0.1, arnoldi_iterations=6,
+                        arnoldi_rank=6)
+    np.testing.assert_allclose(arn.metadata["scores"], ref, rtol=1e-4)
+
+
+def test_influence_errors(logistic):
+    model, x, y, *_ = logistic
+    with pytest.raises(InvalidInputError, match="approximation"):
+        erasus.get_selector("influence", approximation="kfac")
+    with pytest.raises(MemoryBudgetError, match="max_params"):
+        erasus.get_selector("influence", max_params=5).select(3, model=model, data=(x, y))
+    with pytest.raises(InvalidInputError, match="diverged"):
+        erasus.select(np.random.default_rng(0).normal(size=(20, 3)) * 10, 2, method="influence",
+                      approximation="lissa", scale=0.5, depth=200)
+    with pytest.raises(InvalidInputError, match="target_features"):
+        erasus.get_selector("influence").select(2, features=np.ones((5, 3)), target_features=np.ones((2, 4)))
+    before = [p.detach().clone() for p in model.parameters()]
+    erasus.get_selector("influence", damping=LAM).select(3, model=model, data=(x, y))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
