@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (registration side effects)
     grad_diff,
     gradient_ascent,
     l1_sparse,
+    llm,
     neg_grad_plus,
     neuron_pruning,
     random_label,
