@@ -161,3 +161,12 @@ def test_projection_argument_errors():
         K.kronecker_project(torch.randn(2, 3, 4), torch.randn(2, 4, 4), 2, 2, seed=0)
     with pytest.raises(InvalidInputError, match="dimensions"):
         K.ghost_norms(torch.randn(4), torch.randn(4))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_row_offset_projects_a_long_vector_in_pieces(backend):
+    g = torch.randn(4, 300, generator=torch.Generator().manual_seed(8))
+    whole = K.jl_project(g, 40, seed=1, backend="torch")
+    pieces = K.jl_project(g[:, :130], 40, seed=1, backend=backend) + K.jl_project(
+        g[:, 130:], 40, seed=1, row_offset=130, backend=backend)
+    torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)

@@ -121,7 +121,7 @@ def _check_float_tensor(name: str, x: torch.Tensor, ndims: tuple[int, ...]) -> N
                                 f"{tuple(x.shape)}")
 
 
-def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "rademacher",
+def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "rademacher", row_offset: int = 0,
                backend: str = "auto") -> torch.Tensor:
     """Johnson-Lindenstrauss random projection ``g @ R / sqrt(proj_dim)`` (Achlioptas, JCSS 2003).
 
@@ -134,19 +134,23 @@ def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "radema
     Args:
         g: (n, D) or (D,) float32/float16/bfloat16 rows; any D.
         proj_dim: output dimension p.
+        row_offset: column k of g meets row ``row_offset + k`` of R, so a long vector can be projected in
+            pieces (``sum_c jl_project(g_c, row_offset=start_c) == jl_project(g)``).
     Returns:
         float32 (n, p) (or (p,) for 1-D input), accumulated in float32.
     """
     _check_float_tensor("g", g, (1, 2))
     proj_dim = _check_dim("proj_dim", proj_dim)
     seed, kind = _check_seed(seed), _check_kind(kind)
+    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
+        raise InvalidInputError(f"row_offset must be a non-negative int, got {row_offset!r}")
     rows = g.unsqueeze(0) if g.ndim == 1 else g
     if resolve_backend(backend, [g]) == "torch":
-        out = reference.jl_project(rows, proj_dim, seed=seed, kind=kind)
+        out = reference.jl_project(rows, proj_dim, seed=seed, kind=kind, row_offset=row_offset)
     else:
         from .triton_kernels import jl
 
-        out = jl.jl_project(rows, proj_dim, seed=seed, kind=kind)
+        out = jl.jl_project(rows, proj_dim, seed=seed, kind=kind, row_offset=row_offset)
     return out[0] if g.ndim == 1 else out
 
 

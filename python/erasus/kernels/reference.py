@@ -151,18 +151,20 @@ def jl_matrix(seed: int, rows: range | torch.Tensor, proj_dim: int, *, kind: str
     return r[:, :proj_dim]
 
 
-def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "rademacher") -> torch.Tensor:
+def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "rademacher",
+               row_offset: int = 0) -> torch.Tensor:
     """Johnson-Lindenstrauss projection ``g @ R / sqrt(proj_dim)`` (Achlioptas, JCSS 2003), float32 out.
 
     R is regenerated tile by tile from Philox (never held whole), so any D fits in bounded memory; g rows are
-    accumulated in float32 whatever their dtype.
+    accumulated in float32 whatever their dtype. Column ``k`` of g meets row ``row_offset + k`` of R.
     """
     n, d = g.shape
     out = torch.zeros(n, proj_dim, dtype=torch.float32, device=g.device)
     step = max(1, _TILE_ENTRIES // max(proj_dim, 1))
     for start in range(0, d, step):
         stop = min(d, start + step)
-        r = jl_matrix(seed, torch.arange(start, stop, device=g.device), proj_dim, kind=kind)
+        r = jl_matrix(seed, torch.arange(row_offset + start, row_offset + stop, device=g.device), proj_dim,
+                      kind=kind)
         out.addmm_(g[:, start:stop].to(torch.float32), r)
     return out * torch.tensor(1.0 / math.sqrt(proj_dim), dtype=torch.float32)
 

@@ -66,7 +66,7 @@ def _matrix_kernel(out, seed, n_rows, proj_dim, BLOCK_K: tl.constexpr, BLOCK_N: 
 
 
 @triton.jit
-def _project_kernel(g, part, seed, n, d, proj_dim, stride_g, k_per_split,
+def _project_kernel(g, part, seed, n, d, proj_dim, stride_g, k_per_split, row_offset,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                     GAUSSIAN: tl.constexpr, IEEE: tl.constexpr):
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -80,7 +80,7 @@ def _project_kernel(g, part, seed, n, d, proj_dim, stride_g, k_per_split,
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(row_ptr + k[None, :], mask=(m[:, None] < n) & (k[None, :] < k_hi), other=0.0)
-        r = _r_tile(seed, k.to(tl.int64), col_start, proj_dim, BLOCK_N, GAUSSIAN)
+        r = _r_tile(seed, k.to(tl.int64) + row_offset, col_start, proj_dim, BLOCK_N, GAUSSIAN)
         if GAUSSIAN:
             # N(0, 1) entries are not exact in 16-bit formats: keep R in float32 so the result is g @ R
             # for the same R as the torch twin, not a rounded copy.
@@ -109,7 +109,7 @@ def jl_matrix(seed: int, n_rows: int, proj_dim: int, *, kind: str, device: torch
     return out
 
 
-def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str) -> torch.Tensor:
+def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str, row_offset: int = 0) -> torch.Tensor:
     """``g @ R / sqrt(proj_dim)`` for contiguous-row g of shape (n, d) in fp32/fp16/bf16; float32 (n, p) out."""
     n, d = g.shape
     if interpreting() and g.dtype == torch.bfloat16:
@@ -132,7 +132,7 @@ def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str) -> torch
     split = triton.cdiv(d, k_per_split) if d > 0 else 1
     part = torch.zeros(split, n, proj_dim, dtype=torch.float32, device=g.device)
     grid = (triton.cdiv(n, block_m), triton.cdiv(proj_dim, block_n), split)
-    _project_kernel[grid](g, part, seed, n, d, proj_dim, g.stride(0), k_per_split,
+    _project_kernel[grid](g, part, seed, n, d, proj_dim, g.stride(0), k_per_split, row_offset,
                           BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, GAUSSIAN=kind == "gaussian",
                           IEEE=g.dtype == torch.float32, num_warps=8 if not interpreting() else 4)
     out = part[0] if split == 1 else part.sum(0)
