@@ -17,6 +17,7 @@ from . import uncertainty  # noqa: F401
 from . import moderate  # noqa: F401
 from . import upcore  # noqa: F401
 from . import influence  # noqa: F401
+from . import data_shapley  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
