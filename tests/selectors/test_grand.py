@@ -29,3 +29,16 @@ def test_grand_errors():
         erasus.get_selector("grand", keep="x")
     with pytest.raises(InvalidInputError, match="exceeds"):
         erasus.select(np.ones((3, 2)), 4, method="grand")
+
+
+def test_grand_from_a_model_uses_exact_gradient_norms():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    x, y = torch.randn(12, 3), torch.randint(0, 2, (12,))
+    ref = []
+    for i in range(12):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        ref.append(torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters())).item())
+    sel = erasus.get_selector("grand", feature_options={"progress": False}).select(4, model=model, data=(x, y))
+    np.testing.assert_allclose(sel.metadata["scores"], ref, rtol=1e-4)

@@ -18,6 +18,9 @@ from . import moderate  # noqa: F401
 from . import upcore  # noqa: F401
 from . import influence  # noqa: F401
 from . import data_shapley  # noqa: F401
+from . import tracin  # noqa: F401
+from . import gradmatch  # noqa: F401
+from . import kcenter, herding, kmeans, random, full  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
