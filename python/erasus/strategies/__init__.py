@@ -9,6 +9,8 @@ from . import (  # noqa: F401  (registration side effects)
     amnesiac,
     bad_teacher,
     boundary_shrink,
+    certified_removal,
+    dp_finetune,
     finetune,
     fisher_forgetting,
     grad_diff,
@@ -21,6 +23,7 @@ from . import (  # noqa: F401  (registration side effects)
     retrain,
     salun,
     scrub,
+    sisa,
     ssd,
     unsir,
 )
