@@ -57,7 +57,8 @@ def _selected_params(model: nn.Module, layers: Sequence[str] | str | None) -> li
     return chosen
 
 
-def _hookable_modules(model: nn.Module, selected: set[int]) -> tuple[list[nn.Module], set[int]]:
+def _hookable_modules(model: nn.Module, selected: set[int], excluded: set[int] = frozenset()
+                      ) -> tuple[list[nn.Module], set[int]]:
     """Supported modules whose weight is selected, and the ids of every parameter they cover."""
     mods, covered = [], set()
     uses: dict[int, list[nn.Module]] = {}
@@ -65,7 +66,7 @@ def _hookable_modules(model: nn.Module, selected: set[int]) -> tuple[list[nn.Mod
         for p in m.parameters(recurse=False):
             uses.setdefault(id(p), []).append(m)
     for m in model.modules():
-        if not supported(m) or id(m.weight) not in selected:
+        if not supported(m) or id(m.weight) not in selected or id(m) in excluded:
             continue
         bias = getattr(m, "bias", None)
         if bias is not None and id(bias) not in selected:
@@ -288,11 +289,36 @@ def _check_common(proj_dim: int, projection: str, method: str, max_grad_entries:
         raise InvalidInputError(f"max_grad_entries must be a positive int, got {max_grad_entries!r}")
 
 
-def _routes(model: nn.Module, params: list[tuple[str, nn.Parameter]], method: str
-            ) -> tuple[list[nn.Module], list[tuple[str, nn.Parameter]]]:
+def _not_per_sample(model: nn.Module, modules: list[nn.Module], task: Task, batch: Any) -> set[int]:
+    """Modules whose input or output in a forward pass is not batch-major (e.g. GPT-2's position embedding,
+    called on (1, T) ids and broadcast): the backward hooks cannot separate their samples."""
+    size = task.batch_size(batch)
+    bad: set[int] = set()
+
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        inp = args[0] if args else None
+        for t in (inp, output):
+            if not isinstance(t, torch.Tensor) or t.ndim == 0 or t.shape[0] != size:
+                bad.add(id(module))
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            task.per_sample_loss(model, batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return bad
+
+
+def _routes(model: nn.Module, params: list[tuple[str, nn.Parameter]], method: str, task: Task, loader: Any,
+            device: torch.device) -> tuple[list[nn.Module], list[tuple[str, nn.Parameter]]]:
     if method in ("vmap", "loop"):
         return [], params
-    hooked, covered = _hookable_modules(model, {id(p) for _, p in params})
+    selected = {id(p) for _, p in params}
+    hooked, _ = _hookable_modules(model, selected)
+    excluded = _not_per_sample(model, hooked, task, task.to_device(next(iter(loader)), device)) if hooked else set()
+    hooked, covered = _hookable_modules(model, selected, excluded)
     rest = [(n, p) for n, p in params if id(p) not in covered]
     if method == "hooks" and rest:
         raise InvalidInputError(f"method='hooks' covers Linear/Conv2d/Embedding/Conv1D layers only; these "
@@ -328,7 +354,8 @@ def per_sample_gradients(model: nn.Module, data: Any, *, task: Any = None, proj_
     K._check_seed(seed)
     model, task, loader, device, n = _resolve(model, data, task, device, batch_size)
     params = _selected_params(model, layers)
-    hooked, rest = _routes(model, params, method)
+    with _prepared(model, [p for _, p in params]):
+        hooked, rest = _routes(model, params, method, task, loader, device)
     projector = _Projector(params, hooked, proj_dim, seed, projection, backend)
     out = torch.empty(n, proj_dim, dtype=torch.float32)
     row = 0
@@ -370,10 +397,8 @@ def per_sample_grad_norms(model: nn.Module, data: Any, *, task: Any = None,
     _check_common(1, "rademacher", method, max_grad_entries)
     model, task, loader, device, n = _resolve(model, data, task, device, batch_size)
     params = _selected_params(model, layers)
-    hooked, rest = _routes(model, params, method)
-    uses: dict[int, int] = {}
-    for m in hooked:
-        uses[id(m.weight)] = uses.get(id(m.weight), 0) + 1
+    with _prepared(model, [p for _, p in params]):
+        hooked, rest = _routes(model, params, method, task, loader, device)
     out = torch.empty(n, dtype=torch.float32)
     row = 0
     with _prepared(model, [p for _, p in params]):
@@ -387,7 +412,7 @@ def per_sample_grad_norms(model: nn.Module, data: Any, *, task: Any = None,
                 for f in factors:
                     if f.bias is not None:
                         sq += f.bias.float().square().sum(1)
-                    if uses[id(f.weight)] == 1 and sum(g.weight is f.weight for g in factors) == 1:
+                    if sum(g.weight is f.weight for g in factors) == 1:
                         sq += _factor_sq_norms(f, backend)
                     else:
                         # a weight used more than once: the norm of the sum needs the gradient itself
