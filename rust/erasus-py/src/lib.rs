@@ -4,6 +4,7 @@
 //! (through [`errors::PyCoreError`]); every algorithm lives in `erasus-core`.
 
 mod errors;
+mod geometry;
 mod pool;
 
 use pyo3::prelude::*;
@@ -14,5 +15,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pool::get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(pool::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(pool::_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(geometry::kcenter, m)?)?;
+    m.add_function(wrap_pyfunction!(geometry::herding, m)?)?;
+    m.add_function(wrap_pyfunction!(geometry::kmeans, m)?)?;
     Ok(())
 }
