@@ -23,6 +23,8 @@ from . import gradmatch  # noqa: F401
 from . import kcenter, herding, kmeans, random, full  # noqa: F401
 from . import representer  # noqa: F401
 from . import glister  # noqa: F401
+from . import forgetting_events  # noqa: F401
+from . import min_k  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
