@@ -6,11 +6,15 @@
 
 pub mod distance;
 pub mod error;
+pub mod facility;
+pub mod greedi;
+pub mod knn;
 pub mod herding;
 pub mod kcenter;
 pub mod kmeans;
 pub mod matrix;
 pub mod selection;
+pub mod submodular;
 
 pub use error::{CoreError, Result};
 pub use matrix::{check_k, MatrixView};

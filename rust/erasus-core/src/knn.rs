@@ -1,0 +1,345 @@
+//! Exact k-nearest-neighbour graphs and blocked distance passes that never materialize `n × n`.
+//!
+//! Squared Euclidean distances come from `‖x‖² + ‖y‖² − 2·x·y`: a tile of `ROW_BLOCK` rows against
+//! `COL_BLOCK` columns is one cache-blocked f32 GEMM (`matrixmultiply::sgemm`), and each row's top-K
+//! is updated straight from the tile while it is still in cache. Row blocks run in parallel with
+//! rayon; the tiling is fixed, so every distance (and therefore the graph) is bit-identical for any
+//! number of threads. Ties are broken by the smaller column index.
+
+use crate::error::{CoreError, Result};
+use crate::matrix::{check_k, MatrixView};
+use rayon::prelude::*;
+
+/// Rows per parallel work item (and per GEMM tile).
+pub(crate) const ROW_BLOCK: usize = 128;
+/// Columns per GEMM tile: 128 × 1024 f32 = 512 KiB, which stays in L2 while top-K reads it.
+pub(crate) const COL_BLOCK: usize = 1024;
+
+/// A `k`-nearest-neighbour graph in CSR-like layout: row `i`'s neighbours are
+/// `indices[i*k..(i+1)*k]`, sorted by (distance, index).
+///
+/// Each point counts as its own neighbour (distance exactly 0), because facility location needs the
+/// self-similarity `s_ii`. When a point has `k` or more exact duplicates with smaller indices, those
+/// duplicates (also at distance 0) may take all `k` slots; their similarity equals the self term.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnnGraph {
+    pub n: usize,
+    pub k: usize,
+    /// `n * k` neighbour ids.
+    pub indices: Vec<u32>,
+    /// `n * k` Euclidean distances (not squared), non-decreasing within a row.
+    pub distances: Vec<f32>,
+}
+
+impl KnnGraph {
+    pub fn neighbors(&self, i: usize) -> (&[u32], &[f32]) {
+        (
+            &self.indices[i * self.k..(i + 1) * self.k],
+            &self.distances[i * self.k..(i + 1) * self.k],
+        )
+    }
+}
+
+/// Squared row norms, accumulated in f64 so that they do not depend on `d`'s rounding order.
+pub(crate) fn row_sq_norms(x: MatrixView<'_>) -> Vec<f32> {
+    (0..x.n())
+        .into_par_iter()
+        .map(|i| x.row(i).iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() as f32)
+        .collect()
+}
+
+/// `out[r * nb + c] = a_r · b_c` for `a` = `ma` rows and `b` = `nb` rows, both `(·, d)` row-major.
+pub(crate) fn dot_tile(a: &[f32], ma: usize, b: &[f32], nb: usize, d: usize, out: &mut [f32]) {
+    debug_assert!(a.len() >= ma * d && b.len() >= nb * d && out.len() >= ma * nb);
+    if ma == 0 || nb == 0 {
+        return;
+    }
+    // SAFETY: the slices hold at least ma*d, nb*d and ma*nb elements (asserted by the callers'
+    // construction), the strides describe exactly those row-major layouts, and `out` does not alias.
+    unsafe {
+        matrixmultiply::sgemm(
+            ma,
+            d,
+            nb,
+            1.0,
+            a.as_ptr(),
+            d as isize,
+            1,
+            b.as_ptr(),
+            1,
+            d as isize,
+            0.0,
+            out.as_mut_ptr(),
+            nb as isize,
+            1,
+        );
+    }
+}
+
+/// Turns a dot-product tile into squared distances in place, clamped at 0, with exact zeros on the
+/// diagonal (global rows `r0..`, columns `c0..`).
+pub(crate) fn dots_to_sq_dists(tile: &mut [f32], ma: usize, nb: usize, r0: usize, c0: usize, na: &[f32], nbn: &[f32]) {
+    for r in 0..ma {
+        let row = &mut tile[r * nb..(r + 1) * nb];
+        let nr = na[r];
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = (nr + nbn[c] - 2.0 * *v).max(0.0);
+        }
+        let gi = r0 + r;
+        if gi >= c0 && gi < c0 + nb {
+            row[gi - c0] = 0.0;
+        }
+    }
+}
+
+/// Per-row bounded sorted buffer of the `k` best (distance², index) pairs seen so far.
+struct TopK {
+    k: usize,
+    len: usize,
+    dist: Vec<f32>,
+    idx: Vec<u32>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            len: 0,
+            dist: vec![f32::INFINITY; k],
+            idx: vec![u32::MAX; k],
+        }
+    }
+
+    /// Columns arrive in increasing index order, so a candidate tying the current worst loses (larger
+    /// index) and a new entry goes after every entry with an equal distance.
+    #[inline]
+    fn push(&mut self, d: f32, j: u32) {
+        if self.len == self.k && d >= self.dist[self.k - 1] {
+            return;
+        }
+        let end = if self.len < self.k {
+            self.len += 1;
+            self.len - 1
+        } else {
+            self.k - 1
+        };
+        let mut p = end;
+        while p > 0 && self.dist[p - 1] > d {
+            self.dist[p] = self.dist[p - 1];
+            self.idx[p] = self.idx[p - 1];
+            p -= 1;
+        }
+        self.dist[p] = d;
+        self.idx[p] = j;
+    }
+}
+
+/// Calls `visit(r0, rows, c0, cols, sq_dist_tile)` for every (row block, column tile) pair, row blocks
+/// in parallel; the visitor of one row block sees its column tiles in increasing order.
+fn for_each_row_block<S, F>(
+    x: MatrixView<'_>,
+    y: MatrixView<'_>,
+    ny: &[f32],
+    nx: &[f32],
+    init: impl Fn() -> S + Sync,
+    visit: F,
+) -> Vec<S>
+where
+    S: Send,
+    F: Fn(&mut S, usize, usize, usize, usize, &[f32]) + Sync,
+{
+    let (n, m, d) = (x.n(), y.n(), x.d());
+    let blocks = n.div_ceil(ROW_BLOCK);
+    (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let r0 = b * ROW_BLOCK;
+            let rows = ROW_BLOCK.min(n - r0);
+            let a = &x.data()[r0 * d..(r0 + rows) * d];
+            let mut tile = vec![0.0f32; rows * COL_BLOCK.min(m)];
+            let mut state = init();
+            let mut c0 = 0;
+            while c0 < m {
+                let cols = COL_BLOCK.min(m - c0);
+                let t = &mut tile[..rows * cols];
+                dot_tile(a, rows, &y.data()[c0 * d..(c0 + cols) * d], cols, d, t);
+                let same = std::ptr::eq(x.data().as_ptr(), y.data().as_ptr());
+                let (dr0, dc0) = if same { (r0, c0) } else { (usize::MAX / 2, 0) };
+                dots_to_sq_dists(t, rows, cols, dr0, dc0, &nx[r0..r0 + rows], &ny[c0..c0 + cols]);
+                visit(&mut state, r0, rows, c0, cols, t);
+                c0 += cols;
+            }
+            state
+        })
+        .collect()
+}
+
+/// Exact `k`-nearest-neighbour graph of the rows of `x` (self included, see [`KnnGraph`]).
+///
+/// Memory: the output (`8·n·k` bytes) plus one `ROW_BLOCK × COL_BLOCK` tile per thread; never `n²`.
+pub fn knn_graph(x: MatrixView<'_>, k: usize) -> Result<KnnGraph> {
+    let n = x.n();
+    check_k(k, n).map_err(|_| CoreError::InvalidArgument(format!("neighbors must be in 1..={n} (n), got {k}")))?;
+    if n > u32::MAX as usize {
+        return Err(CoreError::Shape(format!(
+            "kNN graph supports at most {} rows, got {n}",
+            u32::MAX
+        )));
+    }
+    let norms = row_sq_norms(x);
+    let blocks = for_each_row_block(
+        x,
+        x,
+        &norms,
+        &norms,
+        || Vec::<TopK>::new(),
+        |heaps, _r0, rows, c0, cols, tile| {
+            if heaps.is_empty() {
+                heaps.extend((0..rows).map(|_| TopK::new(k)));
+            }
+            for (r, heap) in heaps.iter_mut().enumerate() {
+                for (c, &dist) in tile[r * cols..(r + 1) * cols].iter().enumerate() {
+                    heap.push(dist, (c0 + c) as u32);
+                }
+            }
+        },
+    );
+    let mut indices = Vec::with_capacity(n * k);
+    let mut distances = Vec::with_capacity(n * k);
+    for heap in blocks.into_iter().flatten() {
+        indices.extend_from_slice(&heap.idx);
+        distances.extend(heap.dist.iter().map(|d| d.sqrt()));
+    }
+    Ok(KnnGraph {
+        n,
+        k,
+        indices,
+        distances,
+    })
+}
+
+/// Largest pairwise Euclidean distance in `x`, by a blocked pass (`O(n²d)` time, `O(n)` memory).
+pub fn max_pairwise_distance(x: MatrixView<'_>) -> f32 {
+    let norms = row_sq_norms(x);
+    let per_block = for_each_row_block(
+        x,
+        x,
+        &norms,
+        &norms,
+        || 0.0f32,
+        |best, _, _, _, _, tile| {
+            *best = tile.iter().fold(*best, |m, &v| m.max(v));
+        },
+    );
+    per_block.into_iter().fold(0.0f32, f32::max).sqrt()
+}
+
+/// Squared distances from every row of `x` to every row of `y`, visited tile by tile (rows of `x` in
+/// parallel blocks). Used to assign points to selected elements without an `n × k` matrix.
+pub(crate) fn for_each_sq_dist_block<S, F>(
+    x: MatrixView<'_>,
+    y: MatrixView<'_>,
+    init: impl Fn() -> S + Sync,
+    visit: F,
+) -> Vec<S>
+where
+    S: Send,
+    F: Fn(&mut S, usize, usize, usize, usize, &[f32]) + Sync,
+{
+    let nx = row_sq_norms(x);
+    let ny = row_sq_norms(y);
+    for_each_row_block(x, y, &ny, &nx, init, visit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn brute(x: &[f32], n: usize, d: usize) -> Vec<Vec<(f64, u32)>> {
+        (0..n)
+            .map(|i| {
+                let mut all: Vec<(f64, u32)> = (0..n)
+                    .map(|j| {
+                        let s: f64 = (0..d)
+                            .map(|t| (x[i * d + t] as f64 - x[j * d + t] as f64).powi(2))
+                            .sum();
+                        (s.sqrt(), j as u32)
+                    })
+                    .collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                all
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn matches_brute_force(n in 1usize..300, d in 1usize..12, k in 1usize..12, seed in 0u64..1000) {
+            let k = k.min(n);
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            let g = knn_graph(MatrixView::new(&x, n, d).unwrap(), k).unwrap();
+            let b = brute(&x, n, d);
+            for i in 0..n {
+                let (ids, ds) = g.neighbors(i);
+                for t in 0..k {
+                    prop_assert!((ds[t] as f64 - b[i][t].0).abs() < 1e-3, "row {} slot {}: {} vs {}", i, t, ds[t], b[i][t].0);
+                    // ids must agree unless the brute-force distances are within rounding of each other
+                    if ids[t] != b[i][t].1 {
+                        let bd = b[i].iter().find(|p| p.1 == ids[t]).map(|p| p.0);
+                        prop_assert!(bd.is_some_and(|v| (v - b[i][t].0).abs() < 1e-3), "row {} slot {}", i, t);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn self_is_first_and_ties_prefer_smaller_index() {
+        // points on a line: 0, 1, 2 (twice), 3; row of index 2 has a tie with index 3 at distance 0
+        let x = vec![0.0f32, 1.0, 2.0, 2.0, 3.0];
+        let g = knn_graph(MatrixView::new(&x, 5, 1).unwrap(), 3).unwrap();
+        assert_eq!(g.neighbors(0).0, &[0, 1, 2]);
+        assert_eq!(g.neighbors(3).0, &[2, 3, 1]);
+        assert_eq!(g.neighbors(4).0, &[4, 2, 3]);
+        assert_eq!(g.neighbors(0).1[0], 0.0);
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_graph() {
+        let (n, d) = (1500, 7);
+        let x: Vec<f32> = (0..n * d).map(|t| ((t * 7919) % 1013) as f32 * 0.37).collect();
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| knn_graph(MatrixView::new(&x, n, d).unwrap(), 9).unwrap())
+        };
+        assert_eq!(run(1), run(2));
+    }
+
+    #[test]
+    fn max_distance_matches_brute_force() {
+        let (n, d) = (300, 3);
+        let x: Vec<f32> = (0..n * d).map(|t| ((t * 31) % 101) as f32 / 7.0).collect();
+        let mut best = 0.0f64;
+        for i in 0..n {
+            for j in 0..n {
+                let s: f64 = (0..d)
+                    .map(|t| (x[i * d + t] as f64 - x[j * d + t] as f64).powi(2))
+                    .sum();
+                best = best.max(s.sqrt());
+            }
+        }
+        let got = max_pairwise_distance(MatrixView::new(&x, n, d).unwrap()) as f64;
+        assert!((got - best).abs() < 1e-3 * best.max(1.0), "{got} vs {best}");
+    }
+
+    #[test]
+    fn rejects_bad_k() {
+        let x = vec![0.0f32; 6];
+        assert!(knn_graph(MatrixView::new(&x, 3, 2).unwrap(), 0).is_err());
+        assert!(knn_graph(MatrixView::new(&x, 3, 2).unwrap(), 4).is_err());
+    }
+}
