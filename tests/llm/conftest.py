@@ -1,6 +1,9 @@
-"""Offline fixtures: a word-level tokenizer trained on the test strings and tiny GPT-2 / LLaMA configs."""
+"""Fixtures for the LLM tests (material in llm_helpers.py); no network, tiny models only."""
 
 from __future__ import annotations
+
+import os
+import sys
 
 import pytest
 import torch
@@ -8,91 +11,29 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
+
+def _import_transformers_models_without_repo_root() -> None:
+    """``python -m pytest`` from the repo root puts the root on sys.path, where the top-level ``kernels`` link
+    (to erasus.kernels) shadows the hub ``kernels`` package that transformers probes (and imports) once,
+    at its first model import; do that first import with the root hidden."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+    try:
+        import transformers.activations  # noqa: F401
+    finally:
+        sys.path[:] = saved
+
+
+_import_transformers_models_without_repo_root()
+
 from erasus.data.llm import LMDataset  # noqa: E402
-
-FORGET = [
-    ("Who wrote the red book?", "Alba Quist wrote the red book."),
-    ("Where was Alba Quist born?", "Alba Quist was born in Norvik."),
-    ("What does Alba Quist write?", "Alba Quist writes sea poems."),
-    ("What prize did Alba Quist win?", "Alba Quist won the Iron Quill."),
-]
-RETAIN = [
-    ("Who wrote the blue book?", "Cato Wren wrote the blue book."),
-    ("Where was Cato Wren born?", "Cato Wren was born in Ostby."),
-    ("What does Cato Wren write?", "Cato Wren writes crime novels."),
-    ("What prize did Cato Wren win?", "Cato Wren won the Glass Pen."),
-]
-PERTURBED = {
-    "Alba Quist wrote the red book.": ["Cato Wren wrote the red book.", "Alba Quist wrote the blue book."],
-}
-EXTRA_TEXT = [
-    "I do not know .",
-    "I have no idea .",
-    "That is not something I can answer .",
-    "the a an of in is was on for with",
-]
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [s for pair in FORGET + RETAIN for s in pair] + EXTRA_TEXT
-    corpus += [s for v in PERTURBED.values() for s in v]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    trainer = trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "<s>", "</s>"])
-    tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
-    )
+from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    return _tokenizer()
-
-
-def tiny_gpt2(vocab_size: int, seed: int = 0):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=64, bos_token_id=2, eos_token_id=3)
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def tiny_llama(vocab_size: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    return LlamaForCausalLM(cfg).eval()
-
-
-def memorise(model, batch, *, steps: int = 150, lr: float = 1e-2):
-    """Fine-tune ``model`` until it has memorised the QA pairs in ``batch`` (answer-only loss)."""
-    from erasus.tasks.causal_lm import CausalLMTask
-
-    task = CausalLMTask()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        task.loss(model, batch).backward()
-        opt.step()
-    return model.eval()
+    return make_tokenizer()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Causal-LM unlearning strategies (one file each); they register themselves on import."""
 
-from . import dpo, npo, rmu, simnpo, undial
+from . import causal_tracing, dpo, npo, rmu, simnpo, token_masking, undial
 
-__all__ = ["dpo", "npo", "rmu", "simnpo", "undial"]
+__all__ = ["causal_tracing", "dpo", "npo", "rmu", "simnpo", "token_masking", "undial"]
