@@ -25,6 +25,8 @@ from . import representer  # noqa: F401
 from . import glister  # noqa: F401
 from . import forgetting_events  # noqa: F401
 from . import min_k  # noqa: F401
+from . import voting  # noqa: F401
+from . import valuation_network  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
