@@ -60,7 +60,7 @@ def capture_features(model: torch.nn.Module, data: Any, *, layer: str | None = N
     dev = model_device(model, device)
     handle = modules[name].register_forward_pre_hook(hook)
     try:
-        with evaluating(model), torch.no_grad():
+        with evaluating(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
             for batch in ordered_loader(data, batch_size=batch_size):
                 task.outputs(model, task.to_device(batch, dev))
     finally:

@@ -186,10 +186,12 @@ class LiRAMetric(Metric):
         keep = rng.uniform(size=(self.n_shadow, n_pool)).argsort(axis=0) < self.n_shadow // 2
         query_loader = DataLoader(queries, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
         phis = []
-        for s in tqdm(range(self.n_shadow), desc="LiRA shadow models", disable=not self.progress):
-            shadow = self._train(s, Subset(pool, np.flatnonzero(keep[s]).tolist()), task, device, collate)
-            out = collect_outputs(shadow, query_loader, task=task, batch_size=self.batch_size, device=device)
-            phis.append(logit_scaled_confidence(*class_outputs(out, metric="lira")).numpy())
+        with torch.random.fork_rng(devices=[]):
+            for s in tqdm(range(self.n_shadow), desc="LiRA shadow models", disable=not self.progress):
+                shadow = self._train(s, Subset(pool, np.flatnonzero(keep[s]).tolist()), task, device, collate)
+                out = collect_outputs(shadow, query_loader, task=task, batch_size=self.batch_size, device=device,
+                                      cache=False)
+                phis.append(logit_scaled_confidence(*class_outputs(out, metric="lira")).numpy())
         shadow_phi = np.stack(phis, axis=1)
         in_mask = keep[:, n_pop:].T if self.online else np.zeros((n_q, self.n_shadow), dtype=bool)
         self._shadow_cache = (forget, test, shadow_phi, in_mask)

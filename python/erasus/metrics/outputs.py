@@ -131,7 +131,8 @@ def collect_outputs(
     loss_list: list[torch.Tensor] = []
     has_labels = True
     n = 0
-    with evaluating(model), torch.no_grad():
+    # iterating a DataLoader draws a seed from the global RNG; evaluation must not shift the caller's stream
+    with evaluating(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         for batch in ordered_loader(data, batch_size=batch_size):
             batch = task.to_device(batch, dev)
             n += task.batch_size(batch)
