@@ -60,7 +60,9 @@ class BadTeacher(UnlearningStrategy):
                 t_r = run.task.outputs(good, rb)
             kl_f = weighted(per_sample_kl(run.task.outputs(model, fb), t_f, temperature=temperature), w)
             kl_r = per_sample_kl(run.task.outputs(model, rb), t_r, temperature=temperature).mean()
-            nf, nr = run.task.batch_size(fb), run.task.batch_size(rb)
+            # zero-weight forget samples count as absent, so they do not shift the forget/retain mix either
+            nf = run.task.batch_size(fb) if w is None else int((w > 0).sum())
+            nr = run.task.batch_size(rb)
             return (nf * kl_f + nr * kl_r) / (nf + nr)
 
         run.train(model, loss, num_steps=run.num_steps(default_epochs), desc="bad teaching")

@@ -99,4 +99,5 @@ class NeuronPruning(UnlearningStrategy):
 
 @register_strategy("mask_based")
 class MaskBased(NeuronPruning):
-    """Mask-based unlearning: the same forget-activation unit mask as ``neuron_pruning`` (zeroing the masked units)."""
+    """Mask-based unlearning (Pochinkov & Schoots 2024): the forget/retain activation-ratio unit mask of
+    ``neuron_pruning``, ``s_j = a_j(D_f) / (a_j(D_r) + eps)``, with the top-``ratio`` units masked to zero."""

@@ -20,23 +20,30 @@ def importance(
     model: torch.nn.Module,
     batches: Iterable[tuple[Any, torch.Tensor | None]],
     objective: Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor],
+    *,
+    batch_size: Callable[[Any], int],
 ) -> list[torch.Tensor]:
-    """SSD's diagonal importance ``I = (1/B) sum_b (grad_theta objective(batch_b))^2`` (the authors' code
-    squares each batch gradient), accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
+    """SSD's diagonal importance ``I = sum_b W_b (grad_theta objective(batch_b))^2 / sum_b W_b``: the authors'
+    code squares each batch gradient and averages over batches; here each batch counts by its size ``W_b``
+    (its total sample weight with coreset weights), so a ragged last batch or a weight-0 sample does not
+    dilute the mean. Accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
     from ..kernels import fisher_accumulate_
 
     params = [p for p in model.parameters() if p.requires_grad]
     acc = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     model.eval()
-    count = 0
+    total = 0.0
     for batch, w in batches:
+        size = float(w.sum()) if w is not None else float(batch_size(batch))
+        if size == 0.0:
+            continue
         g = torch.autograd.grad(objective(model, batch, w), params, allow_unused=True)
-        fisher_accumulate_(acc, list(g), weight=1.0)
-        count += 1
-    if count == 0:
+        fisher_accumulate_(acc, list(g), weight=size)
+        total += size
+    if total == 0.0:
         raise InvalidInputError("cannot compute importances on an empty data set")
     for a in acc:
-        a.div_(count)
+        a.div_(total)
     return acc
 
 
@@ -55,12 +62,13 @@ class _Dampening(UnlearningStrategy):
         if alpha <= 0 or lam <= 0:
             raise InvalidInputError(f"alpha and lam must be positive, got alpha={alpha}, lam={lam}")
         objective = self._objective(run)
-        # I_D: importance on the full training data D = D_r ∪ D_f (batches of both)
+        # I_D: importance on the full training data D = D_r ∪ D_f (batches of both). Forget samples enter D
+        # unweighted: a weight-0 sample is not forgotten, but it is still training data.
         full_batches = [(b, None) for b in run.retain_epoch(shuffle=False)] + [
             (b, None) for b, _ in run.forget_epoch(shuffle=False)
         ]
-        imp_full = importance(model, full_batches, objective)
-        imp_forget = importance(model, run.forget_epoch(shuffle=False), objective)
+        imp_full = importance(model, full_batches, objective, batch_size=run.task.batch_size)
+        imp_forget = importance(model, run.forget_epoch(shuffle=False), objective, batch_size=run.task.batch_size)
         params = [p for p in model.parameters() if p.requires_grad]
         with torch.no_grad():
             self.info_["dampened"] = ssd_dampen_(params, imp_full, imp_forget, alpha=alpha, lam=lam)
