@@ -27,6 +27,7 @@ from . import forgetting_events  # noqa: F401
 from . import min_k  # noqa: F401
 from . import voting  # noqa: F401
 from . import valuation_network  # noqa: F401
+from . import auto  # noqa: F401
 
 __all__ = ["Selector", "select"]
 
