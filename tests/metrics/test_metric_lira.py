@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import fit, make_mlp
+from metric_helpers import fit, make_mlp
 
 from erasus.errors import ErasusTypeError, InvalidInputError
 from erasus.metrics import LiRAMetric

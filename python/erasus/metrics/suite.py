@@ -61,17 +61,24 @@ class MetricSuite:
     @staticmethod
     def _call(name: str, metric: Metric, model: torch.nn.Module, splits: dict[str, Any],
               reference_model: torch.nn.Module | None) -> dict[str, float]:
-        kwargs = {k: splits[k] for k in metric.inputs if splits.get(k) is not None}
+        # ``inputs`` lists the data sets in compute()'s positional order; pass them positionally so a metric
+        # may name its parameters as it likes (e.g. ``holdout`` for the test split)
+        params = [p for p in inspect.signature(metric.compute).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+        args = []
+        for split, param in zip(metric.inputs, params):
+            value = splits.get(split)
+            if value is None and param.default is param.empty:
+                raise InvalidInputError(f"metric {name!r} needs the {split} data set; pass {split}= to run()")
+            args.append(value)
+        while args and args[-1] is None:
+            args.pop()
+        kwargs = {}
         if metric.needs_reference:
             if reference_model is None:
                 raise InvalidInputError(f"metric {name!r} compares with the retrained model: pass reference_model=")
             kwargs["reference_model"] = reference_model
-        try:
-            inspect.signature(metric.compute).bind(model, **kwargs)
-        except TypeError:
-            missing = [k for k in metric.inputs if splits.get(k) is None]
-            raise InvalidInputError(f"metric {name!r} needs the data sets {missing}; pass them to run()") from None
-        result = metric.compute(model, **kwargs)
+        result = metric.compute(model, *args, **kwargs)
         return result if isinstance(result, dict) else {name: float(result)}
 
     def run(self, model: torch.nn.Module, *, forget: Any, retain: Any = None, test: Any = None,
