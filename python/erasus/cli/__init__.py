@@ -99,6 +99,73 @@ def _cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(result: dict[str, Any], *, title: str, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, default=float))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        if isinstance(value, (int, float)):
+            table.add_row(key, f"{value:.4f}")
+    Console().print(table)
+
+
+def _cmd_unlearn(args: argparse.Namespace) -> int:
+    from ..unlearner import ErasusUnlearner
+    from .configs import UnlearnConfig, build_model
+
+    cfg = UnlearnConfig.from_yaml(args.config)
+    model = build_model(cfg.model)
+    unlearner = ErasusUnlearner(model, strategy=cfg.strategy, selector=cfg.selector, prune_ratio=cfg.prune_ratio,
+                                features=cfg.features, seed=cfg.seed, selector_options=cfg.selector_options,
+                                **cfg.strategy_options)
+    unlearner.fit(cfg.forget, cfg.retain, steps=cfg.steps, epochs=cfg.epochs, progress=not args.json)
+    out = unlearner.save(args.output or cfg.output)
+    result: dict[str, Any] = {"output": str(out), "coreset_size": len(unlearner.selection_ or ()),
+                              **unlearner.timings_}
+    if cfg.test is not None and cfg.retain is not None:
+        result.update(unlearner.evaluate(cfg.forget, cfg.retain, cfg.test))
+    _print_metrics(result, title=f"{cfg.strategy} on a {cfg.selector} coreset -> {out}", as_json=args.json)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..metrics import MetricSuite
+    from ..unlearner import as_data
+    from .configs import EvaluateConfig, build_model
+
+    cfg = EvaluateConfig.from_yaml(args.config)
+    model = build_model(cfg.model)
+    reference = build_model(cfg.reference) if cfg.reference is not None else None
+
+    names = list(cfg.metrics) + (["avg_gap"] if reference is not None and "avg_gap" not in cfg.metrics else [])
+    result = MetricSuite(names).run(
+        model, forget=as_data(cfg.forget), retain=as_data(cfg.retain) if cfg.retain else None,
+        test=as_data(cfg.test) if cfg.test else None, reference_model=reference,
+    )
+    _print_metrics(result, title="evaluation", as_json=args.json)
+    return 0
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..experiments import ClaimConfig, run_claim
+    from .demo import write_claim_report
+
+    cfgs = [ClaimConfig.from_yaml(path) for path in args.config]
+    results = [run_claim(cfg, log=(lambda s: None) if args.json else print) for cfg in cfgs]
+    page = write_claim_report(results, Path(args.out), title="erasus benchmark: coreset versus full unlearning")
+    summary = {"report": str(page), "rows": sum(len(r["rows"]) for r in results)}
+    print(json.dumps(summary) if args.json else f"report: {page}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -129,9 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_select)
 
+    p = sub.add_parser("unlearn", help="select a coreset and unlearn it, as a YAML config says")
+    p.add_argument("--config", required=True, help="YAML file (see configs/unlearn_*.yaml)")
+    p.add_argument("--output", "-o", help="output folder (overrides the config's `output`)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_unlearn)
+
+    p = sub.add_parser("evaluate", help="evaluate a model (and its gap to a retrained one), as a YAML config says")
+    p.add_argument("--config", required=True, help="YAML file (see configs/evaluate_*.yaml)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="coreset-versus-full unlearning experiments from YAML configs")
+    p.add_argument("config", nargs="+", help="ClaimConfig YAML files (see configs/claim_*.yaml)")
+    p.add_argument("--out", default="reports/benchmark", help="folder for report.html and its figures")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_benchmark)
+
     p = sub.add_parser("demo", help="the main job: coreset unlearning on scikit-learn digits")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--k", type=int, default=None, help="coreset size (default: 10%% of the forget set)")
+    p.add_argument("--fraction", type=float, default=0.1, help="coreset size as a fraction of the forget set")
+    p.add_argument("--out", default="reports/demo", help="folder for report.html and its figures")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_demo)
     return parser

@@ -1,15 +1,15 @@
-"""Small CNNs that train in seconds on two CPU cores (digits 8×8, Fashion-MNIST 28×28)."""
+"""A small CNN that trains in seconds on two CPU cores (digits 8×8, Fashion-MNIST 28×28)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["SmallCNN", "train_classifier"]
+__all__ = ["SmallCNN"]
 
 
 class SmallCNN(nn.Module):
-    """conv(16) → conv(32) → global average pool → linear(64) → linear(classes).
+    """conv(16) → conv(32, stride 2) → 2×2 average pool → linear(64) → linear(classes).
 
     The penultimate 64-d activation (``features``) is what embedding-based selectors use.
     """
@@ -26,21 +26,3 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(self.conv(x)))
-
-
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 20, lr: float = 3e-3,
-                     batch_size: int = 64, seed: int = 0, weight_decay: float = 5e-4) -> nn.Module:
-    """Plain Adam training (the recipe shared by the original model and the retrained oracle)."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    n = len(x)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n, batch_size):
-            idx = perm[i: i + batch_size]
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
-    return model

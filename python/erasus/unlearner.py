@@ -1,0 +1,272 @@
+"""``ErasusUnlearner``: selection → weighted coreset → strategy, behind one object.
+
+>>> unlearner = erasus.ErasusUnlearner(model, strategy="grad_diff", selector="craig", prune_ratio=0.1)
+>>> unlearned = unlearner.fit(forget_data=forget, retain_data=retain)
+>>> unlearner.evaluate(forget, retain, test, reference_model=retrained)   # {'mia_accuracy': ..., ...}
+
+``fit`` computes selection features for the forget set under the model (per-sample gradients or
+embeddings, see :mod:`erasus.features`), picks ``prune_ratio`` of it with the selector, and runs the
+strategy on that coreset with the selector's weights (a CRAIG coreset's cluster sizes make the weighted
+coreset loss approximate the full forget loss). ``prune_ratio=1`` (or ``selector="full"``) unlearns on
+the whole forget set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .data import as_dataset, subset
+from .data.paths import load_path
+from .errors import ErasusTypeError, InvalidInputError
+from .registry import get_selector, get_strategy
+from .selection import Selection, resolve_k
+from .selectors.base import Selector, features_from_model
+
+__all__ = ["ErasusUnlearner", "as_data"]
+
+FeatureKind = Literal["gradients", "embeddings"]
+DEFAULT_METRICS = ("accuracy", "mia", "mia_efficacy")
+
+
+def as_data(data: Any) -> Any:
+    """A dataset from a path (see :mod:`erasus.data.paths`) or from anything :func:`erasus.data.as_dataset` takes."""
+    if isinstance(data, (str, os.PathLike)):
+        return load_path(data)
+    return as_dataset(data)
+
+
+def _labels_of(dataset: Any) -> np.ndarray | None:
+    """Integer labels of a classification dataset of ``(x, y)`` items, else ``None``."""
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None and len(tensors) >= 2 and not torch.is_floating_point(tensors[1]):
+        return tensors[1].cpu().numpy()
+    return None
+
+
+class ErasusUnlearner:
+    """Coreset unlearning in one call.
+
+    Args:
+        model: the trained ``nn.Module`` (or give ``model_name`` instead).
+        model_name: a transformers model id or local folder, loaded as a causal LM (the ``llm`` extra).
+        strategy: registered strategy name (``erasus.list_strategies()``) or an ``UnlearningStrategy``.
+        selector: registered selector name (``erasus.list_selectors()``) or a ``Selector``; ``"auto"`` lets
+            the auto-selector choose from the data's size and modality.
+        task: task adapter name or instance (default: inferred from the model and data).
+        prune_ratio: coreset size as a fraction of the forget set (default 0.1).
+        features: ``"gradients"`` (per-sample projected gradients) or ``"embeddings"``; default: what the
+            selector prefers.
+        device: where to compute (default: the model's device).
+        seed: seeds selection and unlearning.
+        selector_options / feature_options: passed to the selector / to :mod:`erasus.features`.
+        **strategy_options: the strategy's hyperparameters (``lr``, ``alpha`` ...).
+
+    After :meth:`fit`: ``model_`` (the unlearned model), ``selection_``, ``timings_`` (seconds for features,
+    selection, unlearning, total) and ``history_`` (the strategy's loss per step).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        *,
+        model_name: str | os.PathLike[str] | None = None,
+        strategy: Any = "gradient_ascent",
+        selector: Any = "auto",
+        task: Any = None,
+        prune_ratio: float = 0.1,
+        features: FeatureKind | None = None,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        selector_options: Mapping[str, Any] | None = None,
+        feature_options: Mapping[str, Any] | None = None,
+        **strategy_options: Any,
+    ) -> None:
+        if (model is None) == (model_name is None):
+            raise InvalidInputError("give exactly one of model (an nn.Module) or model_name (a model id or path)")
+        self.tokenizer = None
+        if model_name is not None:
+            from .models import load_causal_lm
+
+            model, self.tokenizer = load_causal_lm(model_name, device=device)
+        if not isinstance(model, torch.nn.Module):
+            raise ErasusTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if features not in (None, "gradients", "embeddings"):
+            raise InvalidInputError(f"features must be 'gradients' or 'embeddings', got {features!r}")
+        resolve_k(100, ratio=prune_ratio)  # validates the ratio early, with the same message as fit()
+        self.model = model
+        self.strategy = get_strategy(strategy, **strategy_options) if isinstance(strategy, str) else strategy
+        self.selector_name = selector if isinstance(selector, str) else getattr(selector, "registry_name", "custom")
+        self.selector = selector if not isinstance(selector, str) else None
+        self.selector_options = dict(selector_options or {})
+        self.task = task
+        self.prune_ratio = float(prune_ratio)
+        self.features = features
+        self.device = device
+        self.seed = int(seed)
+        self.feature_options = dict(feature_options or {})
+        self.model_: torch.nn.Module | None = None
+        self.selection_: Selection | None = None
+        self.timings_: dict[str, float] = {}
+        self.history_: list[float] = []
+
+    # ----------------------------------------------------------------------------------------- fit
+    def _selector(self, n: int, k: int) -> Selector:
+        if self.selector is not None:
+            return self.selector
+        return get_selector(self.selector_name, seed=self.seed, **self.selector_options)
+
+    def select(self, forget_data: Any, *, prune_ratio: float | None = None,
+               features: Any = None) -> tuple[Selection, dict[str, float]]:
+        """Pick the coreset of ``forget_data`` (without unlearning); returns it with its timings."""
+        forget = as_data(forget_data)
+        n = len(forget)  # type: ignore[arg-type]
+        ratio = self.prune_ratio if prune_ratio is None else prune_ratio
+        k = resolve_k(n, ratio=ratio)
+        timings = {"features_s": 0.0, "selection_s": 0.0}
+        if self.selector_name == "full" or k == n and self.selector is None:
+            return Selection(np.arange(n), np.ones(n, dtype=np.float32), method="full"), timings
+        selector = self._selector(n, k)
+        labels = _labels_of(forget)
+        t0 = time.perf_counter()
+        if features is None and not hasattr(selector, "_from_model"):
+            kind = self.features or selector.default_features
+            opts = dict(self.feature_options)
+            if self.task is not None:
+                opts.setdefault("task", self.task)
+            features = features_from_model(self.model, forget, kind=kind, seed=self.seed, **opts)
+        timings["features_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if features is None:  # score-based selectors compute what they need from the model
+            sel = selector.select(k, model=self.model, data=forget, labels=labels)
+        else:
+            sel = selector.select(k, features=features, labels=labels)
+        timings["selection_s"] = time.perf_counter() - t1
+        return sel, timings
+
+    def fit(
+        self,
+        forget_data: Any,
+        retain_data: Any = None,
+        *,
+        prune_ratio: float | None = None,
+        features: Any = None,
+        steps: int | None = None,
+        epochs: float | None = None,
+        inplace: bool = False,
+        progress: bool = True,
+        **unlearn_options: Any,
+    ) -> torch.nn.Module:
+        """Select the coreset of ``forget_data`` and unlearn it; returns the unlearned model (also ``model_``).
+
+        ``forget_data`` / ``retain_data``: a Dataset, DataLoader, tensors, ``(x, y)`` arrays or a path.
+        ``features``: precomputed selection features of the forget set (skips computing them).
+        ``steps`` / ``epochs``: the strategy's budget (epochs are passes over the coreset).
+        """
+        t0 = time.perf_counter()
+        forget = as_data(forget_data)
+        retain = as_data(retain_data) if retain_data is not None else None
+        sel, timings = self.select(forget, prune_ratio=prune_ratio, features=features)
+        full = len(sel) == len(forget)  # type: ignore[arg-type]
+        coreset = forget if full else subset(forget, sel.indices)
+        weights = None if full or np.allclose(sel.weights, 1.0) else torch.from_numpy(sel.weights.copy())
+        t1 = time.perf_counter()
+        model = self.strategy.unlearn(
+            model=self.model, forget_data=coreset, retain_data=retain, weights=weights, steps=steps, epochs=epochs,
+            inplace=inplace, device=self.device, seed=self.seed, progress=progress, **unlearn_options,
+        )
+        timings["unlearning_s"] = time.perf_counter() - t1
+        timings["total_s"] = time.perf_counter() - t0
+        self.model_, self.selection_, self.timings_ = model, sel, timings
+        self.history_ = list(getattr(self.strategy, "history_", []))
+        return model
+
+    # ----------------------------------------------------------------------------------------- evaluate
+    def evaluate(
+        self,
+        forget_data: Any,
+        retain_data: Any = None,
+        test_data: Any = None,
+        *,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+        reference_model: torch.nn.Module | None = None,
+        model: torch.nn.Module | None = None,
+    ) -> dict[str, float]:
+        """Run ``metrics`` on the unlearned model (or ``model``); with ``reference_model`` also the gaps to it.
+
+        The result has at least ``mia_accuracy`` (the "mia" metric) and ``retain_accuracy`` when those
+        metrics and data are given.
+        """
+        from .metrics import MetricSuite
+
+        target = model if model is not None else self.model_
+        if target is None:
+            raise InvalidInputError("evaluate() needs a fitted unlearner (call fit first) or model=...")
+        names = list(metrics)
+        if reference_model is not None and "avg_gap" not in names:
+            names.append("avg_gap")
+        suite = MetricSuite(names, task=self.task)
+        return suite.run(
+            target,
+            forget=as_data(forget_data),
+            retain=as_data(retain_data) if retain_data is not None else None,
+            test=as_data(test_data) if test_data is not None else None,
+            reference_model=reference_model,
+        )
+
+    # ----------------------------------------------------------------------------------------- save
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``selection.json`` into the folder ``path``.
+
+        Nothing is pickled; load the weights with :meth:`load_weights` into a model of the same architecture.
+        """
+        if self.model_ is None or self.selection_ is None:
+            raise InvalidInputError("save() needs a fitted unlearner; call fit() first")
+        from safetensors.torch import save_file
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        # tied weights (e.g. LM heads) share storage; safetensors refuses shared tensors, so store copies
+        seen: dict[int, str] = {}
+        for key, value in list(state.items()):
+            ptr = value.data_ptr()
+            if ptr in seen:
+                state[key] = value.clone()
+            seen[ptr] = key
+        save_file(state, str(out / "model.safetensors"))
+        config = {
+            "strategy": getattr(self.strategy, "registry_name", type(self.strategy).__name__),
+            "strategy_options": {k: v for k, v in getattr(self.strategy, "options", {}).items()
+                                 if isinstance(v, (int, float, str, bool, type(None)))},
+            "selector": self.selector_name,
+            "selector_options": self.selector_options,
+            "prune_ratio": self.prune_ratio,
+            "features": self.features,
+            "seed": self.seed,
+            "timings": self.timings_,
+        }
+        (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        (out / "selection.json").write_text(json.dumps(self.selection_.to_dict(), default=float))
+        return out
+
+    @staticmethod
+    def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
+        """Load ``model.safetensors`` written by :meth:`save` into ``model`` (a copy; the input is untouched)."""
+        from safetensors.torch import load_file
+
+        state = load_file(str(Path(path) / "model.safetensors"))
+        out = copy.deepcopy(model)
+        out.load_state_dict(state)
+        return out
+
+    @staticmethod
+    def load_selection(path: str | os.PathLike[str]) -> Selection:
+        return Selection.from_dict(json.loads((Path(path) / "selection.json").read_text()))

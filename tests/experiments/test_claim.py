@@ -1,0 +1,79 @@
+"""The coreset-versus-full experiment behind `erasus demo` and `erasus benchmark`, on a tiny budget."""
+
+import json
+
+import numpy as np
+import pytest
+
+import erasus
+from erasus.cli import main
+from erasus.experiments import ClaimConfig, run_claim, summarize
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    cfg = ClaimConfig(strategies=("gradient_ascent",), selectors=("random", "kcenter"), fractions=(0.1, 1.0),
+                      train_epochs=3)
+    export = tmp_path_factory.mktemp("export")
+    return run_claim(cfg, export_dir=export), cfg, export
+
+
+def test_rows_cover_every_method_and_gaps_are_measured_against_the_oracle(result):
+    res, cfg, _ = result
+    names = [(r["strategy"], r["selector"], r["fraction"]) for r in res["rows"]]
+    assert names == [("gradient_ascent", "full", 1.0), ("gradient_ascent", "random", 0.1),
+                     ("gradient_ascent", "kcenter", 0.1)]
+    oracle = next(r for r in res["reference"] if r["strategy"] == "retrain")
+    assert oracle["avg_gap"] == 0.0
+    for r in res["rows"] + res["reference"]:
+        expected = np.mean([abs(r[k] - oracle[k]) for k in ("forget_acc", "retain_acc", "test_acc", "mia")])
+        assert r["avg_gap"] == pytest.approx(expected, abs=1e-12)
+        assert 0 <= r["forget_acc"] <= 1 and r["time_s"] >= 0
+    full = res["rows"][0]
+    assert full["speedup"] == 1.0
+    assert full["speedup"] == pytest.approx(full["time_s"] / full["time_s"])
+    assert len(res["selections"]["kcenter 10%"]) == round(0.1 * 135)
+
+
+def test_exported_files_drive_the_unlearn_and_evaluate_commands(result, tmp_path, capsys):
+    folder = result[2]
+    assert {p.name for p in folder.iterdir()} == {"original.safetensors", "retrained.safetensors", "forget.npz",
+                                                   "retain.npz", "test.npz"}
+    (tmp_path / "unlearn.yaml").write_text(
+        f"model: {{builtin: small_cnn, weights: {folder}/original.safetensors}}\n"
+        f"forget: {folder}/forget.npz\nretain: {folder}/retain.npz\ntest: {folder}/test.npz\n"
+        f"strategy: grad_diff\nstrategy_options: {{lr: 0.005}}\nselector: kcenter\nprune_ratio: 0.2\n"
+        f"output: {tmp_path}/out\n"
+    )
+    assert main(["unlearn", "--config", str(tmp_path / "unlearn.yaml"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["coreset_size"] == 27 and "mia_accuracy" in out and "retain_accuracy" in out
+    (tmp_path / "evaluate.yaml").write_text(
+        f"model: {{builtin: small_cnn, weights: {tmp_path}/out}}\n"
+        f"reference: {{builtin: small_cnn, weights: {folder}/retrained.safetensors}}\n"
+        f"forget: {folder}/forget.npz\nretain: {folder}/retain.npz\ntest: {folder}/test.npz\n"
+        "metrics: [accuracy, mia_efficacy]\n"
+    )
+    assert main(["evaluate", "--config", str(tmp_path / "evaluate.yaml"), "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["retain_accuracy"] == pytest.approx(out["retain_accuracy"])
+    assert "avg_gap" in ev
+
+
+def test_config_errors_name_the_key_and_allowed_values(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("model: {builtin: small_cnn}\nforget: f.npz\nstrategy: forget_all\n")
+    assert main(["unlearn", "--config", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "strategy = 'forget_all' is not allowed" in err and "grad_diff" in err
+    (tmp_path / "bad2.yaml").write_text("dataset: digits\nscenaro: random\n")
+    assert main(["benchmark", str(tmp_path / "bad2.yaml")]) == 2
+    assert "unknown key(s) ['scenaro']" in capsys.readouterr().err
+    with pytest.raises(erasus.ConfigError, match="unknown selector 'nope'"):
+        ClaimConfig(selectors=("nope",))
+
+
+def test_summarize_means_and_stds():
+    rows = [{"scenario": "random", "strategy": "ga", "selector": "kcenter", "fraction": 0.1, "avg_gap": g,
+             "time_s": 1.0} for g in (0.1, 0.3)]
+    (s,) = summarize(rows)
+    assert s["avg_gap"] == pytest.approx(0.2) and s["avg_gap_std"] == pytest.approx(0.1) and s["seeds"] == 2
