@@ -82,3 +82,9 @@ def digits() -> Digits:
     original = train(make_mlp(0), x_tr, y_tr)
     retrained = train(make_mlp(0), x_tr[~f], y_tr[~f])
     return Digits(x_tr[f], y_tr[f], x_tr[~f], y_tr[~f], x_te, y_te, original, retrained)
+
+
+@pytest.fixture(scope="session")
+def mlp_factory():
+    """``make_mlp(seed)``: the fixture models' architecture, freshly initialised."""
+    return make_mlp
