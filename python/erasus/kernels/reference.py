@@ -142,8 +142,12 @@ def jl_matrix(seed: int, rows: range | torch.Tensor, proj_dim: int, *, kind: str
     words = philox4x32(seed, offsets)
     if kind == "rademacher":
         w = torch.stack(words, dim=-1)  # (rows, calls, 4)
-        bits = (w[..., None] >> torch.arange(32, device=i.device)) & 1  # (rows, calls, 4, 32)
-        r = bits.reshape(len(i), calls * RADEMACHER_COLS_PER_CALL).to(torch.float32) * 2.0 - 1.0
+        # bytes little-end first, each expanded through a 256 x 8 table of signs: column 8k + b of a word is
+        # bit b of its byte k, i.e. bit j % 32
+        octets = (w[..., None] >> torch.tensor([0, 8, 16, 24], device=i.device)) & 0xFF
+        bits = (torch.arange(256, device=i.device)[:, None] >> torch.arange(8, device=i.device)) & 1
+        signs = bits.to(torch.float32) * 2.0 - 1.0
+        r = signs[octets.reshape(len(i), -1)].reshape(len(i), calls * RADEMACHER_COLS_PER_CALL)
     else:
         n1, n2 = _box_muller(words[0], words[1])
         n3, n4 = _box_muller(words[2], words[3])
