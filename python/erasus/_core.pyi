@@ -11,6 +11,9 @@ __all__ = [
     "kcenter",
     "herding",
     "kmeans",
+    "facility_location",
+    "submodular",
+    "knn_graph",
 ]
 
 __version__: str
@@ -27,3 +30,38 @@ def herding(
 def kmeans(
     x: npt.NDArray[np.float32], k: int, *, seed: int = 0, max_iter: int = 100, tol: float = 1e-4
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64], float]: ...
+def facility_location(
+    x: npt.NDArray[np.float32],
+    k: int,
+    *,
+    similarity: str = "craig",
+    gamma: float | None = None,
+    neighbors: int | None = None,
+    optimizer: str = "lazy",
+    epsilon: float = 0.01,
+    seed: int = 0,
+    max_dense_bytes: int = 4294967296,
+    partitions: int = 1,
+    shuffle_partitions: bool = False,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64], float]: ...
+def submodular(
+    x: npt.NDArray[np.float32],
+    k: int,
+    *,
+    function: str = "facility_location",
+    mixture: list[tuple[str, float]] | None = None,
+    similarity: str = "rbf",
+    gamma: float | None = None,
+    lambda_: float = 0.5,
+    alpha: float = 0.1,
+    concave: str = "sqrt",
+    reg: float = 1.0,
+    optimizer: str = "lazy",
+    epsilon: float = 0.01,
+    seed: int = 0,
+    max_dense_bytes: int = 4294967296,
+    neighbors: int | None = None,
+    partitions: int = 1,
+    shuffle_partitions: bool = False,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64], float]: ...
+def knn_graph(x: npt.NDArray[np.float32], k: int) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.float32]]: ...

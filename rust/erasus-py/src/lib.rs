@@ -6,6 +6,7 @@
 mod errors;
 mod geometry;
 mod pool;
+mod submodular;
 
 use pyo3::prelude::*;
 
@@ -18,5 +19,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(geometry::kcenter, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::herding, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::kmeans, m)?)?;
+    m.add_function(wrap_pyfunction!(submodular::facility_location, m)?)?;
+    m.add_function(wrap_pyfunction!(submodular::submodular, m)?)?;
+    m.add_function(wrap_pyfunction!(submodular::knn_graph, m)?)?;
     Ok(())
 }
