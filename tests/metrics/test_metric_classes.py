@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import erasus
 from erasus.errors import ErasusTypeError, InvalidInputError
+from erasus.strategies.base import reinitialize
 from erasus.metrics import (
     AccuracyMetric,
     ActivationDistanceMetric,
@@ -146,7 +147,7 @@ def test_mia_efficacy_is_higher_for_the_retrained_model(digits, original, retrai
 
 
 def test_zrf_of_a_random_model_against_itself_is_one(digits, original):
-    teacher = erasus.metrics.random_init_copy(original, seed=4)
+    teacher = reinitialize(original, seed=4)
     assert ZRFMetric(incompetent_model=teacher).compute(teacher, digits.forget)["zrf"] == pytest.approx(1.0)
     trained = ZRFMetric(seed=4).compute(original, digits.forget)["zrf"]
     expect = functional.zrf_score(_logits(original, digits.forget[0]), _logits(teacher, digits.forget[0]))

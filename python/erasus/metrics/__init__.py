@@ -24,7 +24,7 @@ from .outputs import Outputs, collect_outputs, output_cache
 from .relearn import RelearnTimeMetric, relearn_time
 from .suite import DEFAULT_METRICS, MetricSuite
 from .weight_distance import WeightDistanceMetric, weight_distance
-from .zrf import ZRFMetric, random_init_copy
+from .zrf import ZRFMetric
 
 __all__ = [
     "AccuracyMetric",
@@ -51,7 +51,6 @@ __all__ = [
     "collect_outputs",
     "functional",
     "output_cache",
-    "random_init_copy",
     "relearn_time",
     "track_efficiency",
     "train_classifier",

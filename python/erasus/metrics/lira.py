@@ -148,7 +148,7 @@ class LiRAMetric(Metric):
         self.online = bool(online)
         self.fix_variance = fix_variance
         self.train_fn = train_fn
-        self.train_options = {"epochs": int(epochs), "lr": float(lr), "weight_decay": float(weight_decay),
+        self.train_options: dict[str, Any] = {"epochs": int(epochs), "lr": float(lr), "weight_decay": float(weight_decay),
                               "batch_size": int(train_batch_size)}
         self.seed = int(seed)
         self.progress = progress
@@ -177,7 +177,7 @@ class LiRAMetric(Metric):
         task = resolve_task(model, forget, self.task)
         device = model_device(model, self.device)
         collate = _collate_of(forget)
-        queries = ConcatDataset([as_dataset(forget), as_dataset(test)])
+        queries: ConcatDataset[Any] = ConcatDataset([as_dataset(forget), as_dataset(test)])
         population = as_dataset(self.population)
         pool: Dataset = ConcatDataset([population, queries]) if self.online else population
         n_pool, n_pop, n_q = len(pool), len(population), len(queries)  # type: ignore[arg-type]

@@ -84,7 +84,7 @@ class RelearnTimeMetric(Metric):
                  max_steps: int = 500, train_batch_size: int = 32, eval_every: int = 1, seed: int = 0,
                  progress: bool = False, **options: Any) -> None:
         super().__init__(**options)
-        self.options = {"threshold": float(threshold), "lr": float(lr), "optimizer": optimizer,
+        self.options: dict[str, Any] = {"threshold": float(threshold), "lr": float(lr), "optimizer": optimizer,
                         "max_steps": int(max_steps), "batch_size": int(train_batch_size),
                         "eval_every": int(eval_every), "seed": int(seed), "progress": progress}
 

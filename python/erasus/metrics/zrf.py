@@ -8,7 +8,6 @@ needs no retrained model.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -18,7 +17,7 @@ from ..registry import register_metric
 from .base import Metric
 from .divergence import js_divergence
 
-__all__ = ["zrf_score", "random_init_copy", "ZRFMetric"]
+__all__ = ["zrf_score", "ZRFMetric"]
 
 
 def zrf_score(logits: Any, incompetent_logits: Any) -> float:
@@ -28,27 +27,12 @@ def zrf_score(logits: Any, incompetent_logits: Any) -> float:
     return float(1.0 - js_divergence(p, q).mean())
 
 
-def random_init_copy(model: torch.nn.Module, *, seed: int = 0) -> torch.nn.Module:
-    """A deep copy of ``model`` with every submodule's ``reset_parameters()`` re-run under ``seed``.
-
-    The caller's model and the global RNG state are left untouched.
-    """
-    fresh = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for module in fresh.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    return fresh
-
-
 @register_metric("zrf")
 class ZRFMetric(Metric):
     """ZRF score on the forget set: ``compute(model, forget) -> {"zrf": value}``.
 
     The incompetent teacher is ``incompetent_model`` when given, else a random re-initialisation of the model's
-    architecture (:func:`random_init_copy` with ``seed``), as in the paper.
+    architecture (every layer's ``reset_parameters()`` under ``seed``), as in the paper.
     """
 
     inputs = ("forget",)
@@ -61,5 +45,9 @@ class ZRFMetric(Metric):
         self.seed = int(seed)
 
     def compute(self, model: torch.nn.Module, forget: Any) -> dict[str, float]:
-        teacher = self.incompetent_model if self.incompetent_model is not None else random_init_copy(model, seed=self.seed)
+        from ..strategies.base import reinitialize
+
+        teacher = self.incompetent_model
+        if teacher is None:
+            teacher = reinitialize(model, seed=self.seed)
         return {"zrf": zrf_score(self._collect(model, forget).logits, self._collect(teacher, forget).logits)}
