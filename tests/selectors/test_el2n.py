@@ -41,3 +41,12 @@ def test_el2n_errors():
         erasus.select(np.zeros((4, 3)), 2, method="el2n", labels=np.array([0, 1, 2, 3]))
     with pytest.raises(InvalidInputError, match="keep"):
         erasus.get_selector("el2n", keep="middle")
+
+
+def test_unknown_per_call_inputs_are_refused():
+    with pytest.raises(InvalidInputError, match="unexpected inputs"):
+        erasus.get_selector("el2n").select(2, features=np.zeros((4, 3)), labels=np.zeros(4, dtype=int),
+                                           val_features=np.zeros((2, 3)))
+    with pytest.raises(InvalidInputError, match="val_features, val_labels, val_data"):
+        erasus.get_selector("data_shapley").select(2, features=np.zeros((4, 3)), labels=np.zeros(4, dtype=int),
+                                                   val_featres=np.zeros((2, 3)))

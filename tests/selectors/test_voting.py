@@ -60,3 +60,15 @@ def test_voting_errors(logits):
         erasus.get_selector("voting", selectors=[3])
     with pytest.raises(InvalidInputError, match="weights"):
         erasus.get_selector("voting", selectors=["el2n"], weights=[1, 2])
+
+
+def test_voting_routes_per_call_inputs_to_the_members_that_take_them(logits):
+    z, y = logits
+    rng = np.random.default_rng(1)
+    xv, yv = rng.normal(size=(5, 4)), rng.integers(0, 4, 5)
+    vote = erasus.get_selector("voting", selectors=["el2n", "data_shapley"])
+    sel = vote.select(4, features=z, labels=y, val_features=xv, val_labels=yv)
+    ref = erasus.get_selector("data_shapley").select(20, features=z, labels=y, val_features=xv, val_labels=yv)
+    np.testing.assert_array_equal(sel.metadata["member_rankings"][1], ref.indices)
+    with pytest.raises(InvalidInputError, match="no member"):
+        vote.select(4, features=z, labels=y, val_feature=xv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -91,9 +91,11 @@ def as_array(x: Any, *, name: str, ndim: int | None = 2) -> np.ndarray:
 class ContextSelector(Selector):
     """A :class:`Selector` whose ``select`` also takes per-call inputs (``val_features``, ``checkpoints`` ...).
 
-    Subclasses turn ``model=``/``data=`` into features in :meth:`_from_model` and read the per-call
-    inputs from ``self._context`` inside ``_select``.
+    Subclasses turn ``model=``/``data=`` into features in :meth:`_from_model`, list the per-call inputs they
+    accept in ``call_inputs`` and read them from ``self._context`` inside ``_select``.
     """
+
+    call_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, seed: int = 0, **options: Any) -> None:
         super().__init__(seed=seed, **options)
@@ -119,6 +121,11 @@ class ContextSelector(Selector):
 
         ``inputs`` are the selector's per-call inputs (see its docstring), e.g. ``val_features`` or ``checkpoints``.
         """
+        unknown = sorted(key for key in inputs if key not in self.call_inputs and not key.startswith("_"))
+        if unknown:
+            accepted = ", ".join(self.call_inputs) or "none"
+            raise InvalidInputError(f"{self.registry_name or type(self).__name__}.select() got unexpected inputs "
+                                    f"{unknown}; its per-call inputs are: {accepted}")
         context = dict(inputs)
         if features is None:
             if model is None or data is None:

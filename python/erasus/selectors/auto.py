@@ -125,7 +125,7 @@ class AutoSelector(ContextSelector):
         self.budget, self.objective, self.feature_kind, self.modality = budget, objective, feature_kind, modality
 
     def select(self, k: int | None = None, *, features: Any = None, model: Any = None, data: Any = None,
-               ratio: float | None = None, labels: Any = None, task: Any = None, **inputs: Any) -> Selection:
+               ratio: float | None = None, labels: Any = None, task: Any = None) -> Selection:
         """Choose a selector for these inputs (see :func:`choose_selector`) and run it."""
         if features is not None:
             x = as_features(features)

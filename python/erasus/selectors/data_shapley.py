@@ -139,6 +139,8 @@ class DataShapleySelector(ContextSelector):
     With ``model=``/``data=`` (and ``val_data=``) the representations are the last linear layer's inputs.
     """
 
+    call_inputs = ("val_features", "val_labels", "val_data")
+
     def __init__(self, *, seed: int = 0, estimator: Literal["knn", "tmc"] = "knn", neighbors: int = 5,
                  utility: str | Utility = "logistic", permutations: int = 100, truncation: float = 0.01,
                  layer: str | None = None, batch_size: int | None = None, progress: bool = False) -> None:

@@ -59,6 +59,8 @@ class GlisterSelector(ContextSelector):
     (and ``val_data=``) they come from the model's last ``nn.Linear``. ``eta`` is the inner learning rate.
     """
 
+    call_inputs = ("val_features", "val_labels", "val_data", "head")
+
     def __init__(self, *, seed: int = 0, eta: float = 0.1, layer: str | None = None, batch_size: int | None = None,
                  progress: bool = False) -> None:
         if eta <= 0:

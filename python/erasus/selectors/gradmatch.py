@@ -56,11 +56,14 @@ class GradMatchSelector(ContextSelector):
 
     ``g_i`` are per-sample (projected) gradients: ``features`` ``(n, d)``, or from ``model=``/``data=`` via
     :func:`erasus.features.per_sample_gradients`. The target is the full gradient sum, or ``n`` times the mean
-    of ``target_features=`` (the paper's validation-gradient variant). ``weights`` are the OMP weights, so a
-    weighted coreset loss approximates the full-set loss (they sum to about ``n``). Once the residual is
-    explained, later picks get zero weight. ``metadata['objectives']`` holds the objective after each step.
+    of ``target_features=`` (the paper's validation-gradient variant). ``weights`` are the OMP weights: the
+    weighted coreset gradient ``sum_S w_i g_i`` approximates the full gradient sum. They are not normalised:
+    far from a stationary point they sum to about ``n``, near one (a converged model) the target sum is small and
+    so are they. Once the residual is explained, later picks get zero weight. ``metadata['objectives']`` holds the objective after each step.
     Cost ``O(k (n d + d k^2))``.
     """
+
+    call_inputs = ("target", "target_features", "feature_options")
 
     default_features = "gradients"
 

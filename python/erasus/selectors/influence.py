@@ -116,6 +116,8 @@ class InfluenceSelector(ContextSelector):
     ``hessian=`` if given, else the Gauss-Newton / empirical-Fisher ``G^T G / n``.
     """
 
+    call_inputs = ("target", "target_features", "hessian", "hessian_data")
+
     def __init__(self, *, seed: int = 0, approximation: Approximation = "exact", damping: float = 0.01,
                  scale: float = 25.0, depth: int = 1000, repeats: int = 1, lissa_batch_size: int | None = None,
                  arnoldi_iterations: int = 100, arnoldi_rank: int = 20, params: Any = None,

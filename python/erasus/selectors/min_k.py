@@ -69,6 +69,8 @@ class MinKSelector(ContextSelector):
     prompt tokens) they are computed from the model's logits. ``keep="lowest"`` keeps the least likely texts.
     """
 
+    call_inputs = ("mask",)
+
     def __init__(self, *, seed: int = 0, k_percent: float = 0.2, keep: str = "highest",
                  batch_size: int | None = None) -> None:
         if not 0.0 < float(k_percent) <= 1.0:

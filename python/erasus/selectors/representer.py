@@ -62,6 +62,8 @@ class RepresenterSelector(ContextSelector):
     ``model=``/``data=`` the inputs, logits and weights of the model's last linear layer are used.
     """
 
+    call_inputs = ("target", "target_features", "target_labels", "logits", "head")
+
     def __init__(self, *, seed: int = 0, l2: float = 1e-3, refit: bool = True, layer: str | None = None,
                  batch_size: int | None = None) -> None:
         if l2 <= 0:

@@ -57,6 +57,8 @@ class TracInSelector(ContextSelector):
     shared by all checkpoints (the paper's random projections).
     """
 
+    call_inputs = ("target", "target_features")
+
     def __init__(self, *, seed: int = 0, learning_rates: Sequence[float] | None = None, proj_dim: int = 1024,
                  projection: str = "rademacher", feature_options: dict[str, Any] | None = None) -> None:
         super().__init__(seed=seed, learning_rates=learning_rates, proj_dim=proj_dim, projection=projection,
@@ -74,21 +76,21 @@ class TracInSelector(ContextSelector):
 
     def _from_model(self, model: Any, data: Any, *, task: Any, context: dict[str, Any]) -> tuple[Any, Any]:
         models = list(model) if isinstance(model, (list, tuple)) else [model]
-        context["stack"] = self._grads(models, data, task)
+        context["_stack"] = self._grads(models, data, task)
         if context.get("target") is not None:
             context["target_features"] = self._grads(models, context["target"], task)
-        return context["stack"][0], None
+        return context["_stack"][0], None
 
     def select(self, k: int | None = None, *, features: Any = None, **kwargs: Any) -> Selection:
         """As :meth:`Selector.select`; ``features`` may also be one gradient matrix per checkpoint."""
         if features is not None:
             stack = _stack(features, "features")
-            kwargs["stack"] = stack
+            kwargs["_stack"] = stack
             features = stack[0]
         return super().select(k, features=features, **kwargs)
 
     def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
-        stack = self._context["stack"]
+        stack = self._context["_stack"]
         lrs = self.learning_rates if self.learning_rates is not None else [1.0] * len(stack)
         if len(lrs) != len(stack):
             raise InvalidInputError(f"got {len(lrs)} learning rates for {len(stack)} checkpoints; give one per checkpoint")

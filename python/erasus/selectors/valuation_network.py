@@ -93,6 +93,8 @@ class ValuationNetworkSelector(ContextSelector):
     ``model=``/``data=`` (and ``val_data=``) the representations are the last linear layer's inputs.
     """
 
+    call_inputs = ("val_features", "val_labels", "val_data")
+
     def __init__(self, *, seed: int = 0, iterations: int = 300, batch_size: int = 256, hidden: int = 32,
                  lr: float = 0.01, window: int = 20, threshold: float = 0.9, val_fraction: float = 0.2,
                  layer: str | None = None, progress: bool = False) -> None:

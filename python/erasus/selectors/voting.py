@@ -87,11 +87,15 @@ class VotingSelector(ContextSelector):
             raise InvalidInputError("voting.select() needs features=..., or both model=... and data=...")
         k = resolve_k(n, k, ratio=ratio)
         depth = n if self.depth is None else min(n, max(k, int(self.depth)))
+        accepted = {key for m in self.members if isinstance(m, ContextSelector) for key in m.call_inputs}
+        unused = sorted(set(inputs) - accepted)
+        if unused:
+            raise InvalidInputError(f"no member of this vote takes the inputs {unused}; they take {sorted(accepted)}")
         rankings, names = [], []
         for member in self.members:
             kwargs = dict(common, labels=labels)
             if isinstance(member, ContextSelector):
-                kwargs.update(inputs, task=task)
+                kwargs.update({key: v for key, v in inputs.items() if key in member.call_inputs}, task=task)
             sel = member.select(depth, **kwargs)
             if sel.indices.size and (sel.indices.min() < 0 or sel.indices.max() >= n):
                 raise InvalidInputError(f"member {sel.method!r} returned indices outside [0, {n})")
