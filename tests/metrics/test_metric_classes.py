@@ -223,3 +223,9 @@ def test_bad_inputs_get_clear_errors(digits, original):
         AccuracyMetric(batch_size=0)
     with pytest.raises(InvalidInputError, match="no module named"):
         FeatureDistanceMetric(layer="nope").compute(original, digits.forget, reference_model=original)
+
+
+def test_mia_spec_call_shape_with_loaders_matches_tuples(digits, original):
+    loaders = [DataLoader(TensorDataset(*d), batch_size=32, shuffle=True) for d in (digits.forget, digits.test)]
+    via_registry = erasus.get_metric("mia").compute(original, *loaders)
+    assert via_registry == MIAMetric().compute(original, digits.forget, digits.test)
