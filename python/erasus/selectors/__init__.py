@@ -21,6 +21,7 @@ from . import data_shapley  # noqa: F401
 from . import tracin  # noqa: F401
 from . import gradmatch  # noqa: F401
 from . import kcenter, herding, kmeans, random, full  # noqa: F401
+from . import facility_location, submodular  # noqa: F401
 from . import representer  # noqa: F401
 from . import glister  # noqa: F401
 from . import forgetting_events  # noqa: F401

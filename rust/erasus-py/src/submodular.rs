@@ -25,7 +25,8 @@ type SelectionArrays<'py> = (
 /// The matrix's buffer and shape; refuses anything that is not C-contiguous.
 fn features<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize, usize), PyCoreError> {
     let (n, d) = (x.shape()[0], x.shape()[1]);
-    let data = x.as_slice().map_err(|_| {
+    // `as_slice` also accepts Fortran order, which would be read transposed: insist on C order.
+    let data = x.as_slice().ok().filter(|_| x.is_c_contiguous()).ok_or_else(|| {
         CoreError::Shape(format!(
             "features must be a C-contiguous float32 array of shape (n, d); got a non-contiguous ({n}, {d}) array \
              (convert it with numpy.ascontiguousarray, or pass it through erasus.select)"
