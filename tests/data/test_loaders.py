@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from erasus.data import IndexedDataset, as_dataset, as_loader, num_samples, split_indexed, subset
 from erasus.errors import ErasusTypeError, InvalidInputError
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def test_numpy_pairs_become_float32_tensor_batches():
@@ -29,7 +28,9 @@ def test_loader_returned_as_is_unless_changed():
 
 def test_shuffle_is_seeded_permutation():
     x = torch.arange(50)
-    order = lambda s: torch.cat([b[0] for b in as_loader(x, batch_size=7, shuffle=True, seed=s)])  # noqa: E731
+    def order(s):
+        return torch.cat([b[0] for b in as_loader(x, batch_size=7, shuffle=True, seed=s)])
+
     a, b, c = order(3), order(3), order(4)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.equal(torch.sort(a).values, x)
@@ -65,3 +66,15 @@ def test_bad_inputs_raise_clear_errors():
         as_dataset(42)
     with pytest.raises(InvalidInputError, match="batch_size"):
         as_loader(torch.zeros(3), batch_size=0)
+
+
+def test_collate_of_keeps_a_loaders_own_collate():
+    from torch.utils.data import default_collate
+
+    from erasus.data import collate_of
+
+    def custom(items):
+        return len(items)
+
+    assert collate_of(DataLoader(TensorDataset(torch.zeros(3)), collate_fn=custom)) is custom
+    assert collate_of(torch.zeros(3)) is default_collate

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import erasus
 import numpy as np
 import pytest
 import torch
-
-import erasus
 from erasus.errors import ErasusTypeError, InvalidInputError, NonFiniteError, RegistryError
 
 

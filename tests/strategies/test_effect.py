@@ -3,9 +3,8 @@ retain accuracy within a stated margin of the original model's (digits, tiny MLP
 
 from __future__ import annotations
 
-import pytest
-
 import erasus
+import pytest
 
 # name -> (options for unlearn, max forget accuracy after, max retain-accuracy drop)
 CASES = {

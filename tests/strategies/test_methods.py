@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import copy
 
+import erasus
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
-
-import erasus
 from erasus.data import subset
 from erasus.strategies.amnesiac import AmnesiacRecorder
 from erasus.strategies.certified_removal import CertifiedBudgetExceededError, CertifiedLogistic
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 
 def test_ssd_matches_float64_reference(digits):
@@ -59,10 +58,10 @@ def _solve_reference(x, y, c, lam, noise):
     for k in range(c):
         s = np.where(y == k, 1.0, -1.0)
 
-        def f(w):
+        def f(w, s=s, b=noise[k]):
             z = s * (xa @ w)
-            val = np.logaddexp(0, -z).sum() + 0.5 * lam * n * w @ w + noise[k] @ w
-            grad = xa.T @ (-s / (1 + np.exp(z))) + lam * n * w + noise[k]
+            val = np.logaddexp(0, -z).sum() + 0.5 * lam * n * w @ w + b @ w
+            grad = xa.T @ (-s / (1 + np.exp(z))) + lam * n * w + b
             return val, grad
 
         def hess(w):

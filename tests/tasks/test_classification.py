@@ -1,7 +1,6 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from erasus.errors import ErasusTypeError, InvalidInputError, RegistryError
 from erasus.tasks import ClassificationTask, Task, get_task, infer_task, list_tasks
 
@@ -116,3 +115,14 @@ def test_registry_and_inference():
 def test_task_protocol_is_abstract():
     with pytest.raises(TypeError):
         Task()  # type: ignore[abstract]
+
+
+def test_with_inputs_replaces_inputs_and_keeps_labels():
+    model, x, y = _model_and_batch()
+    task = ClassificationTask()
+    x2 = x + 1
+    b = task.with_inputs((x, y), x2)
+    assert b[0] is x2 and b[1] is y
+    d = task.with_inputs({"pixel_values": x, "labels": y}, x2)
+    assert d["pixel_values"] is x2 and d["labels"] is y
+    torch.testing.assert_close(task.outputs(model, b), model(x2))

@@ -6,16 +6,16 @@ Weighted coresets need each batch's positions in the forget set: :class:`Indexed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
 
 from ..errors import ErasusTypeError, InvalidInputError
 
-__all__ = ["as_dataset", "as_loader", "IndexedDataset", "subset", "num_samples", "split_indexed"]
+__all__ = ["as_dataset", "as_loader", "collate_of", "IndexedDataset", "subset", "num_samples", "split_indexed"]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -92,6 +92,11 @@ def as_loader(
         drop_last=drop_last,
         **kwargs,
     )
+
+
+def collate_of(data: Any) -> Callable[[list[Any]], Any]:
+    """The collate function batches of ``data`` need: a ``DataLoader``'s own, else torch's ``default_collate``."""
+    return data.collate_fn if isinstance(data, DataLoader) else default_collate
 
 
 class IndexedDataset(Dataset):

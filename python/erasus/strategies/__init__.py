@@ -4,7 +4,6 @@
 this package registers every built-in method.
 """
 
-from .base import Run, UnlearningStrategy
 from . import (  # noqa: F401  (registration side effects)
     amnesiac,
     bad_teacher,
@@ -28,5 +27,6 @@ from . import (  # noqa: F401  (registration side effects)
     unsir,
 )
 from .amnesiac import AmnesiacRecorder
+from .base import Run, UnlearningStrategy
 
 __all__ = ["UnlearningStrategy", "Run", "AmnesiacRecorder"]

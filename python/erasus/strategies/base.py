@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 
-from ..data import IndexedDataset, as_dataset
+from ..data import IndexedDataset, as_dataset, collate_of
 from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, require
 from ..tasks import Task, get_task, infer_task, reduce_loss
 
@@ -104,15 +104,11 @@ class Run:
         self._epoch_counter = itertools.count()
 
     # ----------------------------------------------------------------------------------------- data
-    @staticmethod
-    def _collate(raw: Any) -> Callable[[list[Any]], Any]:
-        return raw.collate_fn if isinstance(raw, DataLoader) else default_collate
-
     def _loader(self, which: str, *, shuffle: bool, indexed: bool) -> DataLoader:
         ds, raw = (self.forget, self.forget_raw) if which == "forget" else (self.retain, self.retain_raw)
         if ds is None:
             raise InvalidInputError(f"strategy {self.strategy_name!r} needs retain data; pass retain_loader= or retain_data=")
-        collate = self._collate(raw)
+        collate = collate_of(raw)
         if indexed:
             ds = IndexedDataset(ds)
 
@@ -125,7 +121,8 @@ class Run:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + next(self._epoch_counter)) if shuffle else None
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, generator=gen, collate_fn=collate_fn)
 
-    def _prepare(self, batch: Any) -> Any:
+    def prepare(self, batch: Any) -> Any:
+        """A collated batch as a tuple (not list) on the run's device."""
         if isinstance(batch, list):
             batch = tuple(batch)
         return self.task.to_device(batch, self.device)
@@ -134,7 +131,7 @@ class Run:
         """One pass over the forget set: ``(batch, weights or None, positions in the forget set)``."""
         for item, idx in self._loader("forget", shuffle=shuffle, indexed=True):
             w = None if self.weights is None else self.weights[idx].to(self.device)
-            yield self._prepare(item), w, idx
+            yield self.prepare(item), w, idx
 
     def forget_epoch(self, *, shuffle: bool = True) -> Iterator[tuple[Any, torch.Tensor | None]]:
         """One pass over the forget set: ``(batch, weights or None)`` on the run's device."""
@@ -149,7 +146,7 @@ class Run:
     def retain_epoch(self, *, shuffle: bool = True) -> Iterator[Any]:
         """One pass over the retain set."""
         for item in self._loader("retain", shuffle=shuffle, indexed=False):
-            yield self._prepare(item)
+            yield self.prepare(item)
 
     def forget_stream(self) -> Iterator[tuple[Any, torch.Tensor | None]]:
         """Endless reshuffled forget batches."""

@@ -7,6 +7,7 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
+from ..data import collate_of
 from ..errors import InvalidInputError, require
 from ..registry import register_strategy
 from .base import Run, UnlearningStrategy
@@ -50,7 +51,7 @@ class DPFinetune(UnlearningStrategy):
         if run.steps is not None:
             epochs = run.steps / per_epoch
         epochs = max(1, int(round(epochs)))
-        loader = DataLoader(run.retain, batch_size=run.batch_size, shuffle=True, collate_fn=run._collate(run.retain_raw),
+        loader = DataLoader(run.retain, batch_size=run.batch_size, shuffle=True, collate_fn=collate_of(run.retain_raw),
                             generator=torch.Generator().manual_seed(run.seed))
         optimizer = run.make_optimizer(run.trainable(model))
         model.train()
@@ -76,7 +77,7 @@ class DPFinetune(UnlearningStrategy):
                        leave=False)
             for _ in range(epochs):
                 for batch in dp_loader:
-                    batch = run._prepare(batch)
+                    batch = run.prepare(batch)
                     dp_opt.zero_grad(set_to_none=True)
                     if run.task.batch_size(batch) == 0:
                         loss = sum(p.sum() * 0.0 for p in dp_model.parameters())

@@ -92,7 +92,7 @@ class ClassificationTask(Task):
         return (x, labels)
 
     def with_inputs(self, batch: Batch, inputs: Any) -> Batch:
-        x, y = self._split(batch)
+        _, y = self._split(batch)
         if isinstance(batch, Mapping):
             out = dict(batch)
             out[next(k for k in self._X_KEYS if k in batch)] = inputs
