@@ -367,7 +367,11 @@ class _HVP:
         with eval_mode(self.model):
             for i in which:
                 batch = self.batches[i]
-                out += jvp(grad(lambda th: self.losses(th, batch).sum()), (self.theta0,), (v,))[1]
+
+                def total(th: Any, batch: Any = batch) -> Any:
+                    return self.losses(th, batch).sum()
+
+                out += jvp(grad(total), (self.theta0,), (v,))[1]
         return (out / sum(self.sizes[i] for i in which)).detach().cpu()
 
 

@@ -125,8 +125,11 @@ class AutoSelector(ContextSelector):
         self.budget, self.objective, self.feature_kind, self.modality = budget, objective, feature_kind, modality
 
     def select(self, k: int | None = None, *, features: Any = None, model: Any = None, data: Any = None,
-               ratio: float | None = None, labels: Any = None, task: Any = None) -> Selection:
+               ratio: float | None = None, labels: Any = None, task: Any = None, **inputs: Any) -> Selection:
         """Choose a selector for these inputs (see :func:`choose_selector`) and run it."""
+        if inputs:
+            raise InvalidInputError(f"auto.select() takes no per-call inputs ({sorted(inputs)}): the selector it picks "
+                                    "works from features or model + data alone")
         if features is not None:
             x = as_features(features)
             n, d = int(x.shape[0]), int(x.shape[1])

@@ -35,23 +35,22 @@ def knn_shapley(x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None, y
     Without validation data every training point is scored as a validation point against the other ``n - 1``.
     """
     n = x.shape[0]
-    self_mode = x_val is None
-    if self_mode:
-        if n < 2:
-            raise InvalidInputError("KNN-Shapley without validation data needs at least 2 samples")
-        x_val, y_val = x, y
-    m = x_val.shape[0]
+    self_mode = x_val is None or y_val is None
+    if self_mode and n < 2:
+        raise InvalidInputError("KNN-Shapley without validation data needs at least 2 samples")
+    xv, yv = (x, y) if x_val is None or y_val is None else (x_val, y_val)
+    m = xv.shape[0]
     big_n = n - 1 if self_mode else n
     values = np.zeros(n)
     pos = np.arange(1, big_n + 1)
     step = np.minimum(neighbors, pos) / pos / neighbors
     for start in range(0, m, chunk):
-        d = _distances(x_val[start:start + chunk], x)
+        d = _distances(xv[start:start + chunk], x)
         rows = np.arange(d.shape[0])
         if self_mode:
             d[rows, start + rows] = np.inf  # a point is not its own neighbour
         order = np.argsort(d, axis=1, kind="stable")[:, :big_n]
-        match = (y[order] == y_val[start:start + chunk, None]).astype(np.float64)
+        match = (y[order] == yv[start:start + chunk, None]).astype(np.float64)
         s = np.empty_like(match)
         s[:, -1] = match[:, -1] / big_n
         for i in range(big_n - 2, -1, -1):
@@ -178,7 +177,7 @@ class DataShapleySelector(ContextSelector):
         else:
             if callable(self.utility):
                 utility = self.utility
-            elif xv is None:
+            elif xv is None or yv is None:
                 raise InvalidInputError("TMC-Shapley needs validation data: pass val_features= and val_labels= "
                                         "(or val_data= with a model), or a callable utility=")
             elif self.utility == "knn":

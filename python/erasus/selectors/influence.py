@@ -193,10 +193,8 @@ class InfluenceSelector(ContextSelector):
             self._context["hessian"] = h
         rhs = g.T if tg is None else tg  # self-influence needs H^{-1} g_i for every i
         if self.approximation == "exact":
-            h = self._context.get("hessian")
-            if h is None:
-                h = g.T @ g / n
-            solved = exact_inverse_hvp(h, rhs, damping=self.damping)
+            given = self._context.get("hessian")
+            solved = exact_inverse_hvp(g.T @ g / n if given is None else given, rhs, damping=self.damping)
         elif self.approximation == "lissa":
             hvp, n_batches = self._hvp(g)
             solved = lissa_inverse_hvp(hvp, rhs, damping=self.damping, scale=self.scale, depth=self.depth,
