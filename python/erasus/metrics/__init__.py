@@ -6,7 +6,7 @@ Each metric is a pure function (:mod:`erasus.metrics.functional`) plus a registr
 named set and, given the retrained model, reports the gaps to it (SalUn's Avg. Gap).
 """
 
-from . import functional, llm  # llm registers the causal-LM metrics (TOFU/MUSE/WMDP)
+from . import functional
 from . import llm  # noqa: F401  (LLM metrics register themselves)
 from .accuracy import AccuracyMetric
 from .base import Metric

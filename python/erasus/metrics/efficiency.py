@@ -130,7 +130,8 @@ class EfficiencyMetric(Metric):
 
     def compute(self, model: torch.nn.Module, forget: Any = None) -> dict[str, float]:
         if self.fn is None and forget is None:
-            raise InvalidInputError("efficiency measures fn(model) when fn= is given, else a pass over forget=; got neither")
+            raise InvalidInputError(
+                "efficiency measures fn(model) when fn= is given, else a pass over forget=; got neither")
         dev = model_device(model, self.device)
         with track_efficiency(flops=self.flops, device=dev if dev.type == "cuda" else None) as cost:
             if self.fn is not None:

@@ -22,10 +22,11 @@ __all__ = ["linear_cka", "capture_features", "FeatureDistanceMetric"]
 
 
 def linear_cka(x: Any, y: Any) -> float:
-    """Linear CKA between feature matrices ``x`` (n, d1) and ``y`` (n, d2), in float64; 1 = same up to rotation/scale."""
+    """Linear CKA of feature matrices ``x`` (n, d1) and ``y`` (n, d2) in float64; 1 = equal up to rotation/scale."""
     x, y = torch.as_tensor(x).double(), torch.as_tensor(y).double()
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
-        raise InvalidInputError(f"linear_cka needs (n, d) matrices with the same n >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InvalidInputError(
+            f"linear_cka needs (n, d) matrices with the same n >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
     x = x - x.mean(0, keepdim=True)
     y = y - y.mean(0, keepdim=True)
     den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)

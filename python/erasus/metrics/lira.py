@@ -139,7 +139,8 @@ class LiRAMetric(Metric):
         if not callable(model_factory):
             raise ErasusTypeError(f"model_factory must be a callable returning a fresh model, got {model_factory!r}")
         if population is None:
-            raise InvalidInputError("LiRA needs population= data (same distribution as training, disjoint from queries)")
+            raise InvalidInputError(
+                "LiRA needs population= data (same distribution as training, disjoint from queries)")
         if not isinstance(n_shadow, int) or n_shadow < 2:
             raise InvalidInputError(f"n_shadow must be an int >= 2, got {n_shadow!r}")
         self.model_factory = model_factory
@@ -148,8 +149,8 @@ class LiRAMetric(Metric):
         self.online = bool(online)
         self.fix_variance = fix_variance
         self.train_fn = train_fn
-        self.train_options: dict[str, Any] = {"epochs": int(epochs), "lr": float(lr), "weight_decay": float(weight_decay),
-                              "batch_size": int(train_batch_size)}
+        self.train_options: dict[str, Any] = {"epochs": int(epochs), "lr": float(lr),
+                                              "weight_decay": float(weight_decay), "batch_size": int(train_batch_size)}
         self.seed = int(seed)
         self.progress = progress
         self._shadow_cache: tuple[Any, Any, np.ndarray, np.ndarray] | None = None

@@ -75,7 +75,8 @@ def svc_mia_efficacy(forget_features: Any, retain_features: Any, test_features: 
         if not np.isfinite(a).all():
             raise NonFiniteError(f"the {name} attack features contain NaN or infinity")
     if not f.shape[1] == r.shape[1] == t.shape[1]:
-        raise InvalidInputError(f"forget/retain/test features must have equal width, got {f.shape}, {r.shape}, {t.shape}")
+        raise InvalidInputError(
+            f"forget/retain/test features must have equal width, got {f.shape}, {r.shape}, {t.shape}")
     if r.shape[0] > t.shape[0]:
         r = r[np.sort(np.random.default_rng(seed).choice(r.shape[0], t.shape[0], replace=False))]
     clf = SVC(C=c, gamma=gamma, kernel="rbf")

@@ -66,7 +66,7 @@ class MetricSuite:
         params = [p for p in inspect.signature(metric.compute).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
         args = []
-        for split, param in zip(metric.inputs, params):
+        for split, param in zip(metric.inputs, params, strict=False):
             value = splits.get(split)
             if value is None and param.default is param.empty:
                 raise InvalidInputError(f"metric {name!r} needs the {split} data set; pass {split}= to run()")

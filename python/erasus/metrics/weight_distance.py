@@ -1,8 +1,9 @@
-"""Parameter-space distance to the retrained model (Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020)."""
+"""Parameter-space distance to the retrained model.
+
+Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 
@@ -24,13 +25,15 @@ def weight_distance(model: torch.nn.Module, reference: torch.nn.Module) -> dict[
     a, b = dict(model.named_parameters()), dict(reference.named_parameters())
     if a.keys() != b.keys():
         diff = sorted(set(a) ^ set(b))[:5]
-        raise InvalidInputError(f"the models have different parameters (e.g. {diff}); weight distance needs one architecture")
+        raise InvalidInputError(
+            f"the models have different parameters (e.g. {diff}); weight distance needs one architecture")
     sq_diff = sq_ref = 0.0
     with torch.no_grad():
         for name, p in a.items():
             q = b[name]
             if p.shape != q.shape:
-                raise InvalidInputError(f"parameter {name!r} has shape {tuple(p.shape)} vs {tuple(q.shape)} in the reference")
+                raise InvalidInputError(
+                    f"parameter {name!r} has shape {tuple(p.shape)} vs {tuple(q.shape)} in the reference")
             qd = q.detach().double().cpu()
             sq_diff += float(((p.detach().double().cpu() - qd) ** 2).sum())
             sq_ref += float((qd**2).sum())

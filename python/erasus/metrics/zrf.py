@@ -40,7 +40,8 @@ class ZRFMetric(Metric):
     def __init__(self, *, incompetent_model: torch.nn.Module | None = None, seed: int = 0, **options: Any) -> None:
         super().__init__(**options)
         if incompetent_model is not None and not isinstance(incompetent_model, torch.nn.Module):
-            raise ErasusTypeError(f"incompetent_model must be a torch.nn.Module, got {type(incompetent_model).__name__}")
+            raise ErasusTypeError(
+                f"incompetent_model must be a torch.nn.Module, got {type(incompetent_model).__name__}")
         self.incompetent_model = incompetent_model
         self.seed = int(seed)
 
