@@ -21,13 +21,12 @@ from __future__ import annotations
 import copy
 import time
 
+import erasus
 import numpy as np
 import torch
+from erasus import features as F
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
-
-import erasus
-from erasus import features as F
 
 torch.set_num_threads(1)
 RATIOS = (0.05, 0.1, 0.2)

@@ -1,11 +1,10 @@
 import itertools
 import math
 
+import erasus
 import numpy as np
 import pytest
 import torch
-
-import erasus
 from erasus.errors import InvalidInputError
 from erasus.selectors.data_shapley import knn_shapley, tmc_shapley
 
@@ -58,7 +57,7 @@ def test_self_knn_shapley_values_each_point_against_the_others(tiny):
     ref = np.zeros(n)
     for t in range(n):  # point t is the validation point; the game is over the other 6
         others = [i for i in range(n) if i != t]
-        phi = _brute_shapley(6, lambda s: _knn_u([others[i] for i in s], x, y, x[t:t + 1], y[t:t + 1], 2))
+        phi = _brute_shapley(6, lambda s, o=others, t=t: _knn_u([o[i] for i in s], x, y, x[t:t + 1], y[t:t + 1], 2))
         ref[others] += phi
     np.testing.assert_allclose(knn_shapley(x, y, neighbors=2), ref / n, atol=1e-12)
 
@@ -76,7 +75,7 @@ def test_tmc_shapley_converges_to_exact_values(tiny):
 def test_tmc_efficiency_truncation_and_determinism():
     rng = np.random.default_rng(3)
     w = rng.normal(size=6)
-    u = lambda s: float(np.tanh(w[s].sum()))  # noqa: E731
+    u = lambda s: float(np.tanh(w[s].sum()))
     vals, _ = tmc_shapley(u, 6, permutations=50, truncation=0.0, seed=0)
     assert abs(vals.sum() - (u(np.arange(6)) - u(np.arange(0)))) < 1e-12  # efficiency axiom holds per permutation
     np.testing.assert_allclose(tmc_shapley(u, 6, permutations=50, truncation=0.0, seed=0)[0], vals)
@@ -100,7 +99,7 @@ def test_tmc_logistic_utility_runs_on_model_embeddings():
 
 
 def test_data_shapley_errors(tiny):
-    x, y, xv, yv = tiny
+    x, y, _xv, _yv = tiny
     with pytest.raises(InvalidInputError, match="validation data"):
         erasus.select(x, 2, method="data_shapley", estimator="tmc", labels=y)
     with pytest.raises(InvalidInputError, match="labels are required"):

@@ -1,8 +1,7 @@
+import erasus
 import numpy as np
 import pytest
 import torch
-
-import erasus
 from erasus.errors import InvalidInputError
 
 

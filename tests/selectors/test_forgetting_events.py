@@ -1,8 +1,9 @@
+import itertools
+
+import erasus
 import numpy as np
 import pytest
 import torch
-
-import erasus
 from erasus.data import IndexedDataset, as_loader, split_indexed
 from erasus.errors import InvalidInputError
 from erasus.selectors.forgetting_events import ForgettingRecorder
@@ -12,7 +13,7 @@ def _count(row):
     seen = [v for v in row if not np.isnan(v)]
     if 1 not in seen:
         return float(len(row) + 1)
-    return float(sum(1 for a, b in zip(seen, seen[1:]) if a == 1 and b == 0))
+    return float(sum(1 for a, b in itertools.pairwise(seen) if a == 1 and b == 0))
 
 
 def test_forgetting_counts_from_a_history():

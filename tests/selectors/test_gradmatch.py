@@ -1,17 +1,16 @@
 import itertools
 
+import erasus
 import numpy as np
 import pytest
-from scipy.optimize import nnls
-
-import erasus
 from erasus.errors import InvalidInputError
+from scipy.optimize import nnls
 
 
 def _best_subset(g, target, k):
     best = (np.inf, None)
     for s in itertools.combinations(range(g.shape[0]), k):
-        w, res = nnls(g[list(s)].T, target)
+        _w, res = nnls(g[list(s)].T, target)
         best = min(best, (res, s), key=lambda t: t[0])
     return best
 

@@ -1,11 +1,10 @@
+import erasus
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
-
-import erasus
 from erasus.errors import InvalidInputError, MemoryBudgetError
 from erasus.selectors.influence import arnoldi_eigen, lissa_inverse_hvp
+from scipy.stats import spearmanr
 
 LAM = 0.05
 
@@ -79,7 +78,7 @@ def test_lissa_matches_exact_inverse_hvp():
     np.testing.assert_allclose(est, exact, rtol=1e-6)
     # stochastic minibatch Hessians: unbiased, so averaged repeats approach the exact solution
     parts = np.array_split(g, 4)
-    hvp = lambda u, b: parts[b].T @ (parts[b] @ u) / parts[b].shape[0]  # noqa: E731
+    hvp = lambda u, b: parts[b].T @ (parts[b] @ u) / parts[b].shape[0]
     noisy = lissa_inverse_hvp(hvp, v, damping=damping, scale=3 * scale, depth=2000, repeats=8, n_batches=4, seed=0)
     assert np.linalg.norm(noisy - exact) / np.linalg.norm(exact) < 0.25
 

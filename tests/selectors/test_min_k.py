@@ -1,10 +1,9 @@
 import math
 
+import erasus
 import numpy as np
 import pytest
 import torch
-
-import erasus
 from erasus.errors import InvalidInputError
 
 

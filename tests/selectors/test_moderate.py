@@ -1,7 +1,6 @@
+import erasus
 import numpy as np
 import torch
-
-import erasus
 
 
 def test_moderate_keeps_the_window_around_the_median_class_distance():

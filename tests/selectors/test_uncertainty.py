@@ -1,10 +1,9 @@
+import erasus
 import numpy as np
 import pytest
 import torch
-from scipy.stats import entropy
-
-import erasus
 from erasus.errors import InvalidInputError
+from scipy.stats import entropy
 
 
 @pytest.fixture

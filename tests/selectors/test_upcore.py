@@ -1,9 +1,8 @@
+import erasus
 import numpy as np
 import pytest
-from sklearn.ensemble import IsolationForest
-
-import erasus
 from erasus.errors import InvalidInputError
+from sklearn.ensemble import IsolationForest
 
 
 def test_upcore_drops_isolation_forest_outliers():

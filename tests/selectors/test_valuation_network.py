@@ -1,10 +1,9 @@
+import erasus
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
-
-import erasus
 from erasus.errors import InvalidInputError
+from sklearn.metrics import roc_auc_score
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,7 @@ def test_valuation_network_values_clean_samples_above_flipped_labels(noisy):
 
 
 def test_valuation_network_is_deterministic_and_leaves_global_rng_alone(noisy):
-    x, y, _, xv, yv = noisy
+    x, y, _, _xv, _yv = noisy
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
     a = erasus.get_selector("valuation_network", iterations=20, seed=5).select(10, features=x, labels=y)

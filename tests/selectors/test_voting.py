@@ -1,7 +1,6 @@
+import erasus
 import numpy as np
 import pytest
-
-import erasus
 from erasus.errors import ErasusTypeError, InvalidInputError, RegistryError
 from erasus.selectors.el2n import EL2NSelector
 from erasus.selectors.uncertainty import UncertaintySelector
@@ -49,7 +48,7 @@ def test_voting_weights_and_single_member(logits):
 
 
 def test_voting_errors(logits):
-    z, y = logits
+    _z, _y = logits
     with pytest.raises(InvalidInputError, match="rule"):
         erasus.get_selector("voting", selectors=["el2n"], rule="condorcet")
     with pytest.raises(InvalidInputError, match="non-empty"):

@@ -15,23 +15,23 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ErasusTypeError, InvalidInputError
-from ..selection import Selection, as_features
+from ..selection import Selection
 from .base import Selector
 
 __all__ = [
     "ContextSelector",
+    "as_array",
+    "as_labels",
+    "eval_mode",
+    "exact_hessian",
+    "head_inputs",
+    "hvp_fn",
+    "mean_grad",
+    "model_outputs",
+    "per_sample_grads",
     "rank",
     "score_selection",
-    "as_labels",
-    "as_array",
-    "model_outputs",
-    "head_inputs",
     "trainable_subset",
-    "per_sample_grads",
-    "mean_grad",
-    "hvp_fn",
-    "exact_hessian",
-    "eval_mode",
 ]
 
 
@@ -398,6 +398,6 @@ def exact_hessian(model: Any, data: Any, *, task: Any = None, params: str | Sequ
     with eval_mode(model):
         for batch in loader:
             batch = t.to_device(batch, theta0.device)
-            h += hessian(lambda th: losses(th, batch).sum())(theta0).detach().cpu()
+            h += hessian(lambda th, batch=batch: losses(th, batch).sum())(theta0).detach().cpu()
             n += t.batch_size(batch)
     return h / max(n, 1)

@@ -4,7 +4,8 @@ Learning", ICML 2019)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm

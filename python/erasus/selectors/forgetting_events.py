@@ -12,7 +12,7 @@ from ..registry import register_selector
 from ..selection import Selection
 from ._common import ContextSelector, eval_mode, score_selection
 
-__all__ = ["ForgettingRecorder", "ForgettingEventsSelector", "forgetting_counts"]
+__all__ = ["ForgettingEventsSelector", "ForgettingRecorder", "forgetting_counts"]
 
 
 def forgetting_counts(history: np.ndarray) -> np.ndarray:

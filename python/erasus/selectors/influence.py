@@ -4,7 +4,8 @@ and Arnoldi (Schioppa et al., "Scaling Up Influence Functions", AAAI 2022) inver
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -12,9 +13,17 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError, MemoryBudgetError
 from ..registry import register_selector
 from ..selection import Selection
-from ._common import ContextSelector, as_array, exact_hessian, hvp_fn, mean_grad, per_sample_grads, score_selection
+from ._common import (
+    ContextSelector,
+    as_array,
+    exact_hessian,
+    hvp_fn,
+    mean_grad,
+    per_sample_grads,
+    score_selection,
+)
 
-__all__ = ["InfluenceSelector", "lissa_inverse_hvp", "arnoldi_eigen", "exact_inverse_hvp"]
+__all__ = ["InfluenceSelector", "arnoldi_eigen", "exact_inverse_hvp", "lissa_inverse_hvp"]
 
 Approximation = Literal["exact", "lissa", "arnoldi"]
 MatVec = Callable[[np.ndarray], np.ndarray]

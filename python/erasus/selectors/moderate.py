@@ -48,7 +48,7 @@ class ModerateSelector(ContextSelector):
         d = moderate_distances(x, y)
         n = d.shape[0]
         by_distance = np.argsort(d, kind="stable")
-        start = int(round(n / 2 - k / 2))
+        start = round(n / 2 - k / 2)
         start = min(max(start, 0), n - k)
         window = by_distance[start:start + k]
         median = float(np.median(d))

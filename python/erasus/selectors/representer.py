@@ -13,7 +13,7 @@ from ..selection import Selection
 from ._common import ContextSelector, as_array, as_labels, head_inputs, score_selection
 from .el2n import softmax
 
-__all__ = ["RepresenterSelector", "representer_alphas", "fit_l2_head"]
+__all__ = ["RepresenterSelector", "fit_l2_head", "representer_alphas"]
 
 
 def fit_l2_head(f: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, init: np.ndarray | None = None

@@ -27,7 +27,7 @@ class UPCORESelector(ContextSelector):
     ``max_samples`` and ``contamination`` go to :class:`sklearn.ensemble.IsolationForest`.
     """
 
-    def __init__(self, *, seed: int = 0, n_estimators: int = 100, max_samples: int | float | str = "auto",
+    def __init__(self, *, seed: int = 0, n_estimators: int = 100, max_samples: float | str = "auto",
                  layer: str | None = None, batch_size: int | None = None) -> None:
         if int(n_estimators) < 1:
             raise InvalidInputError(f"n_estimators must be >= 1, got {n_estimators}")

@@ -125,7 +125,7 @@ class ValuationNetworkSelector(ContextSelector):
             yv = as_labels(self._context.get("val_labels"), len(xv), what="val_labels")
             source = "val_features"
         else:
-            m = int(round(self.val_fraction * len(xd)))
+            m = round(self.val_fraction * len(xd))
             if m < 1 or m >= len(xd):
                 raise InvalidInputError(f"cannot hold out a validation fraction {self.val_fraction} of {len(xd)} samples; "
                                         "pass val_features= and val_labels=")
