@@ -243,3 +243,16 @@ def test_bad_input_gets_clear_errors(digits):
         ga.unlearn(model="resnet", forget_data=digits.forget)
     with pytest.raises(RegistryError, match="unknown strategy"):
         erasus.get_strategy("forget_everything")
+
+
+def test_lora_inplace_failure_unloads_adapters_and_restores(digits):
+    pytest.importorskip("peft")
+    model = digits.model()
+    saved = _params(model)
+    with pytest.raises(_Boom):
+        erasus.get_strategy("gradient_ascent", task=_exploding_task_after(2)).unlearn(
+            model=model, forget_data=digits.forget, steps=5, lr=1e-2, inplace=True, progress=False,
+            lora={"r": 2, "init_lora_weights": "gaussian"},
+        )
+    assert _identical(model, saved)
+    assert [n for n, _ in model.named_modules()] == ["", "0", "1", "2"]

@@ -29,6 +29,8 @@ def diagonal_fisher(model: torch.nn.Module, run: Run, *, kind: str) -> list[torc
     """Diagonal Fisher of the retain set, ``F = E_x E_{y ~ p(y|x)} [(d log p(y|x) / d theta)^2]`` (``kind="true"``)
     or with the dataset labels (``kind="empirical"``), from per-sample gradients (``torch.func.vmap``),
     accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
+    from tqdm.auto import tqdm
+
     from ..kernels import fisher_accumulate_
 
     if kind not in ("true", "empirical"):
@@ -53,7 +55,9 @@ def diagonal_fisher(model: torch.nn.Module, run: Run, *, kind: str) -> list[torc
 
     per_sample_grad = vmap(grad(loss_one), in_dims=(None, 0))
     model.eval()
-    for batch in run.retain_epoch(shuffle=False):
+    bar = tqdm(run.retain_epoch(shuffle=False), total=run.batches_per_epoch("retain"), disable=not run.progress,
+               desc=f"fisher_forgetting: {kind} Fisher on retain", leave=False)
+    for batch in bar:
         if kind == "empirical":
             g = per_sample_grad(params, batch)
             fisher_accumulate_(acc, [g[n].reshape(-1, *params[n].shape).pow(2).sum(0).sqrt() for n in names], weight=1.0 / n_total)

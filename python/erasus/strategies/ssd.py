@@ -21,18 +21,22 @@ def importance(
     objective: Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor],
     *,
     batch_size: Callable[[Any], int],
+    desc: str = "importance",
+    progress: bool = False,
 ) -> list[torch.Tensor]:
     """SSD's diagonal importance ``I = sum_b W_b (grad_theta objective(batch_b))^2 / sum_b W_b``: the authors'
     code squares each batch gradient and averages over batches; here each batch counts by its size ``W_b``
     (its total sample weight with coreset weights), so a ragged last batch or a weight-0 sample does not
     dilute the mean. Accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
+    from tqdm.auto import tqdm
+
     from ..kernels import fisher_accumulate_
 
     params = [p for p in model.parameters() if p.requires_grad]
     acc = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     model.eval()
     total = 0.0
-    for batch, w in batches:
+    for batch, w in tqdm(batches, desc=desc, disable=not progress, leave=False):
         size = float(w.sum()) if w is not None else float(batch_size(batch))
         if size == 0.0:
             continue
@@ -66,8 +70,11 @@ class _Dampening(UnlearningStrategy):
         full_batches = [(b, None) for b in run.retain_epoch(shuffle=False)] + [
             (b, None) for b, _ in run.forget_epoch(shuffle=False)
         ]
-        imp_full = importance(model, full_batches, objective, batch_size=run.task.batch_size)
-        imp_forget = importance(model, run.forget_epoch(shuffle=False), objective, batch_size=run.task.batch_size)
+        name = self.registry_name
+        imp_full = importance(model, full_batches, objective, batch_size=run.task.batch_size,
+                              desc=f"{name}: importance on D", progress=run.progress)
+        imp_forget = importance(model, run.forget_epoch(shuffle=False), objective, batch_size=run.task.batch_size,
+                                desc=f"{name}: importance on D_f", progress=run.progress)
         params = [p for p in model.parameters() if p.requires_grad]
         with torch.no_grad():
             self.info_["dampened"] = ssd_dampen_(params, imp_full, imp_forget, alpha=alpha, lam=lam)
