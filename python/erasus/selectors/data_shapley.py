@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
 from ..registry import register_selector
@@ -103,6 +102,8 @@ def tmc_shapley(utility: Utility, n: int, *, permutations: int, truncation: floa
     once ``|U(D) - U(pi[:j-1])| < truncation * |U(D)|`` the remaining marginal contributions are taken as 0.
     Returns ``(values, standard errors)`` over the permutations.
     """
+    from tqdm.auto import tqdm
+
     if permutations < 1:
         raise InvalidInputError(f"permutations must be >= 1, got {permutations}")
     if truncation < 0:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
 from ..registry import register_selector
@@ -25,6 +24,8 @@ def glister_greedy(f: np.ndarray, y: np.ndarray, f_val: np.ndarray, y_val: np.nd
     validation loss from one SGD step on ``e``; after each pick ``theta_S <- theta_S - eta grad l_e(theta_0)``
     and ``grad L_val`` is recomputed exactly at the new parameters. Returns ``(order, gains, val losses)``.
     """
+    from tqdm.auto import tqdm
+
     n, c = f.shape[0], theta.shape[0]
     err = softmax(f @ theta.T) - np.eye(c)[y]  # per-sample gradient g_i = err_i f_i^T
     onehot_val = np.eye(c)[y_val]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
 from ..registry import register_selector
@@ -34,6 +33,8 @@ def omp_gradmatch(g: np.ndarray, target: np.ndarray, k: int, *, lam: float = 0.0
     explained) and refits all weights of ``S`` by ridge NNLS. Returns ``(indices, weights, objectives)`` with
     the objective after each step: it never increases, since each refit could keep the previous weights.
     """
+    from tqdm.auto import tqdm
+
     chosen: list[int] = []
     objectives = np.empty(k)
     available = np.ones(g.shape[0], dtype=bool)

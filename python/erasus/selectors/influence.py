@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError, MemoryBudgetError
 from ..registry import register_selector
@@ -50,6 +49,8 @@ def lissa_inverse_hvp(hvp: Callable[[np.ndarray, int | None], np.ndarray], v: np
     the largest eigenvalue of ``H + damping I`` for the series to converge. Koh & Liang's ``damping`` ``d``
     corresponds to ``damping = d * scale`` here.
     """
+    from tqdm.auto import tqdm
+
     if scale <= 0 or depth < 1 or repeats < 1:
         raise InvalidInputError(f"LiSSA needs scale > 0, depth >= 1 and repeats >= 1; got {scale}, {depth}, {repeats}")
     rng = np.random.default_rng(seed)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
 from ..registry import register_selector
@@ -39,6 +38,7 @@ def dvrl_values(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarr
     away from all-or-nothing. Returns the final ``p`` of every sample (its data value) and the rewards.
     """
     import torch
+    from tqdm.auto import tqdm
 
     g = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng(devices=[]):  # the network's init is seeded without touching the caller's RNG
