@@ -56,3 +56,19 @@ def test_gradmatch_errors():
         erasus.get_selector("gradmatch", lam=-1)
     with pytest.raises(InvalidInputError, match="columns"):
         erasus.get_selector("gradmatch").select(2, features=np.ones((4, 3)), target_features=np.ones((1, 2)))
+
+
+def test_gradmatch_from_a_model_uses_projected_per_sample_gradients():
+    import torch
+
+    from erasus.features import per_sample_gradients
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    g = per_sample_gradients(model, (x, y), proj_dim=64, seed=2, progress=False)
+    ref = erasus.get_selector("gradmatch", seed=2).select(6, features=g)
+    sel = erasus.get_selector("gradmatch", seed=2).select(6, model=model, data=(x, y),
+                                                           feature_options={"proj_dim": 64})
+    np.testing.assert_array_equal(sel.indices, ref.indices)
+    np.testing.assert_allclose(sel.weights, ref.weights, rtol=1e-5)

@@ -141,3 +141,29 @@ def test_influence_errors(logistic):
     before = [p.detach().clone() for p in model.parameters()]
     erasus.get_selector("influence", damping=LAM).select(3, model=model, data=(x, y))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_last_layer_influence_matches_a_hand_built_last_layer_hessian():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+    x, y = torch.randn(20, 3, dtype=torch.float64), torch.randint(0, 2, (20,))
+    xt, yt = x[:5], y[:5]
+    with torch.no_grad():
+        h = model[1](model[0](x))
+    w0, b0 = model[2].weight.detach(), model[2].bias.detach()
+
+    def loss(flat, hx, yy):
+        w, b = flat[:8].reshape(2, 4), flat[8:]
+        return torch.nn.functional.cross_entropy(hx @ w.T + b, yy)
+
+    flat = torch.cat([w0.reshape(-1), b0])
+    hess = torch.autograd.functional.hessian(lambda f: loss(f, h, y), flat)
+    grads = torch.stack([torch.autograd.functional.jacobian(lambda f, i=i: loss(f, h[i:i + 1], y[i:i + 1]), flat)
+                         for i in range(20)])
+    with torch.no_grad():
+        ht = model[1](model[0](xt))
+    gt = torch.autograd.functional.jacobian(lambda f: loss(f, ht, yt), flat)
+    ref = (grads @ torch.linalg.solve(hess + 0.1 * torch.eye(10, dtype=torch.float64), gt)).numpy()
+    sel = erasus.get_selector("influence", params="last_layer", damping=0.1).select(
+        5, model=model, data=(x, y), target=(xt, yt))
+    np.testing.assert_allclose(sel.metadata["scores"], ref, rtol=1e-6, atol=1e-10)
