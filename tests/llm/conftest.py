@@ -26,6 +26,8 @@ def _import_transformers_models_without_repo_root() -> None:
 
 
 _import_transformers_models_without_repo_root()
+# Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the 2 cores.
+torch.set_num_threads(1)
 
 from erasus.data.llm import LMDataset  # noqa: E402
 from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2  # noqa: E402

@@ -74,7 +74,7 @@ def tiny_llama(vocab_size: int, seed: int = 0):
     return LlamaForCausalLM(cfg).eval()
 
 
-def memorise(model, batch, *, steps: int = 80, lr: float = 2e-2):
+def memorise(model, batch, *, steps: int = 60, lr: float = 2e-2):
     """Fine-tune ``model`` until it has memorised the QA pairs in ``batch`` (answer-only loss)."""
     from erasus.tasks.causal_lm import CausalLMTask
 

@@ -1,0 +1,199 @@
+"""LLM strategies: losses against closed forms, and each one forgetting memorised QA pairs on a tiny GPT-2."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from erasus.data import subset
+from erasus.errors import InvalidInputError
+from erasus.registry import get_strategy
+from erasus.strategies.llm.dpo import dpo_loss, replace_answers
+from erasus.strategies.llm.npo import npo_loss
+from erasus.strategies.llm.simnpo import simnpo_loss
+from erasus.strategies.llm.token_masking import forget_specific_tokens
+from erasus.strategies.llm.undial import undial_loss
+from erasus.tasks.causal_lm import IGNORE_INDEX, CausalLMTask
+
+from llm_helpers import tiny_gpt2
+
+TASK = CausalLMTask()
+
+
+def _prob(model, ds) -> float:
+    with torch.no_grad():
+        return float(torch.exp(-TASK.per_sample_loss(model, ds.batch)).mean())
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_npo_loss_closed_form_against_frozen_reference(memorised, tokenizer):
+    model, forget, _ = memorised
+    other = tiny_gpt2(len(tokenizer), seed=5)
+    beta = 0.1
+    with torch.no_grad():
+        lp, ref = TASK.log_likelihood(other, forget.batch), TASK.log_likelihood(model, forget.batch)
+    want = sum(-2 / beta * math.log(1 / (1 + math.exp(beta * (float(a) - float(b))))) for a, b in zip(lp, ref)) / 4
+    assert float(npo_loss(lp, ref, beta=beta)) == pytest.approx(want, rel=1e-5)
+    # at theta = reference the loss is (2/beta) log 2 and its gradient is that of ascent on the summed NLL
+    assert float(npo_loss(ref, ref, beta=beta)) == pytest.approx(2 / beta * math.log(2), rel=1e-6)
+    m = copy.deepcopy(model)
+    g_npo = torch.autograd.grad(npo_loss(TASK.log_likelihood(m, forget.batch), ref, beta=beta), list(m.parameters()))
+    g_ga = torch.autograd.grad(TASK.log_likelihood(m, forget.batch).mean(), list(m.parameters()))
+    for a, b in zip(g_npo, g_ga):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    w = torch.tensor([1.0, 0.0, 3.0, 0.0])
+    assert float(npo_loss(lp, ref, beta=beta, weights=w)) == pytest.approx(
+        float((npo_loss(lp[[0]], ref[[0]], beta=beta) + 3 * npo_loss(lp[[2]], ref[[2]], beta=beta)) / 4), rel=1e-6)
+
+
+def test_simnpo_and_dpo_closed_forms():
+    lp = torch.tensor([-4.0, -9.0], dtype=torch.float64)
+    n = torch.tensor([2, 3])
+    beta, delta = 4.5, 0.5
+    want = [-2 / beta * math.log(1 / (1 + math.exp(-beta * (-x / k - delta)))) for x, k in zip(lp.tolist(), n.tolist())]
+    assert float(simnpo_loss(lp, n, beta=beta, delta=delta)) == pytest.approx(sum(want) / 2)
+    w, wr, l, lr = (torch.tensor(v, dtype=torch.float64) for v in ([-3.0], [-5.0], [-2.0], [-1.0]))
+    margin = (-3 + 5) - (-2 + 1)
+    assert float(dpo_loss(w, wr, l, lr, beta=0.1)) == pytest.approx(-2 / 0.1 * math.log(1 / (1 + math.exp(-0.1 * margin))))
+
+
+def test_undial_loss_by_hand():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(1, 4, 6, dtype=torch.float64), torch.randn(1, 4, 6, dtype=torch.float64)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 5]])
+    total = 0.0
+    for j in (2, 3):
+        t = teacher[0, j - 1].clone()
+        t[labels[0, j]] -= 10.0
+        total += -float((F.softmax(t, -1) * F.log_softmax(logits[0, j - 1], -1)).sum())
+    assert float(undial_loss(logits, teacher, labels, beta=10.0)) == pytest.approx(total / 2)
+
+
+def test_replace_answers_keeps_prompt(tokenizer, memorised):
+    _, forget, _ = memorised
+    batch = {k: v[:2] for k, v in forget.batch.items()}
+    new = replace_answers(batch, [[7, 3], [9, 9, 3]], pad_token_id=0)
+    p0 = int((batch["labels"][0] != IGNORE_INDEX).nonzero()[0])
+    assert new["input_ids"][0, : p0 + 2].tolist() == batch["input_ids"][0, :p0].tolist() + [7, 3]
+    assert new["labels"][0, :p0].eq(IGNORE_INDEX).all() and new["labels"][0, p0: p0 + 2].tolist() == [7, 3]
+
+
+def test_forget_specific_tokens_rule():
+    from collections import Counter
+
+    f, r = Counter({1: 5, 2: 5, 3: 1}), Counter({2: 6, 4: 4})
+    # n_f = 11, n_r = 10 + 3 smoothed: token 1: 5/11 > 2 * 1/13; token 2: 5/11 < 2 * 7/13; token 3: 1/11 < 2/13
+    assert forget_specific_tokens(f, r, ratio=2.0) == {1}
+
+
+CASES = {
+    "npo": dict(lr=1e-3, alpha=10.0),
+    "simnpo": dict(lr=2e-3),
+    "idk_dpo": dict(lr=1e-2, alpha=5.0),
+    "undial": dict(lr=1e-3, alpha=1.0),
+    "rmu": dict(lr=3e-2, layer=0, update_layers=[0], steering_coeff=300.0, alpha=30.0),
+    "token_masking": dict(lr=1e-2),
+    "causal_tracing": dict(lr=1e-2, noise_samples=2, trace_samples=2, alpha=5.0),
+    "grad_diff": dict(lr=1e-3, optimizer="adamw", alpha=5.0),
+    "gradient_ascent": dict(lr=3e-4, optimizer="adamw"),  # no retain term: only the forget side is checked
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_strategy_forgets_and_keeps_retain(memorised, name):
+    model, forget, retain = memorised
+    snapshot = copy.deepcopy(model)
+    f0, r0 = _prob(model, forget), _prob(model, retain)
+    assert f0 > 0.95 and r0 > 0.95
+    strategy = get_strategy(name, batch_size=4, **CASES[name])
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, steps=15, progress=False)
+    f1, r1 = _prob(out, forget), _prob(out, retain)
+    assert f1 < 0.5 * f0, f"{name}: forget probability {f0:.3f} -> {f1:.3f}"
+    if name != "gradient_ascent":
+        assert r1 > r0 - 0.15, f"{name}: retain probability {r0:.3f} -> {r1:.3f}"
+    assert _same(model, snapshot)  # inplace=False left the caller's model alone
+
+
+def test_causal_tracing_edits_only_traced_blocks(memorised):
+    model, forget, retain = memorised
+    s = get_strategy("causal_tracing", batch_size=4, lr=1e-2, noise_samples=2, trace_samples=2)
+    out = s.unlearn(model=model, forget_data=forget, retain_data=retain, steps=3, progress=False)
+    assert len(s.info_["trace_effects"]) == 2 and s.info_["layers"] in ([0], [1])
+    changed = {n for (n, a), b in zip(out.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
+    assert changed and all(n.startswith(f"transformer.h.{s.info_['layers'][0]}.mlp.") for n in changed)
+
+
+def test_rmu_trains_only_mlp_of_chosen_blocks(memorised):
+    model, forget, retain = memorised
+    out = get_strategy("rmu", batch_size=4, lr=1e-2, layer=1, update_layers=[1]).unlearn(
+        model=model, forget_data=forget, retain_data=retain, steps=2, progress=False)
+    changed = {n for (n, a), b in zip(out.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
+    assert changed and all(n.startswith("transformer.h.1.mlp.") for n in changed)
+    assert all(p.requires_grad for p in out.parameters())
+
+
+def test_coreset_weights_equal_training_on_the_subset(memorised):
+    model, forget, retain = memorised
+    # SGD: Adam's normalisation would blow float noise on (mathematically) zero gradients up to +-lr
+    kw = dict(steps=3, progress=False, batch_size=4, lr=1e-2)
+    npo = get_strategy("npo", optimizer="sgd")
+    weighted = npo.unlearn(model=model, forget_data=forget, weights=torch.tensor([2.0, 0.0, 2.0, 0.0]), **kw)
+    sub = npo.unlearn(model=model, forget_data=subset(forget, [0, 2]), **kw)
+    for a, b in zip(weighted.parameters(), sub.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_model(memorised):
+    model, forget, retain = memorised
+    kw = dict(model=model, forget_data=forget, retain_data=retain, steps=2, progress=False, batch_size=4)
+    plain = get_strategy("simnpo", lr=1e-3).unlearn(**kw)
+    ckpt = get_strategy("simnpo", lr=1e-3, gradient_checkpointing=True).unlearn(**kw)
+    for a, b in zip(plain.parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert not getattr(ckpt, "is_gradient_checkpointing", False)
+
+
+def test_lora_npo_merges_into_a_plain_model(memorised):
+    pytest.importorskip("peft")
+    model, forget, retain = memorised
+    s = get_strategy("npo", lr=2e-2, batch_size=4)
+    out = s.unlearn(model=model, forget_data=forget, retain_data=retain, steps=15, progress=False,
+                    lora={"r": 8, "lora_alpha": 16, "target_modules": ["c_attn", "c_fc", "c_proj"]})
+    assert type(out) is type(model) and not any("lora" in n for n, _ in out.named_parameters())
+    assert _prob(out, forget) < 0.5 * _prob(model, forget)
+
+
+def test_bf16_autocast_runs_and_rejects_fp16(memorised):
+    model, forget, retain = memorised
+    out = get_strategy("npo", lr=1e-3, mixed_precision="bf16").unlearn(
+        model=model, forget_data=forget, steps=2, progress=False, batch_size=4)
+    assert out.transformer.h[0].mlp.c_fc.weight.dtype == torch.float32
+    with pytest.raises(InvalidInputError, match="bf16"):
+        get_strategy("npo", mixed_precision="fp16").unlearn(model=model, forget_data=forget, steps=1, progress=False)
+
+
+def test_dpo_reads_preferred_answers_and_rejects_missing_ones(memorised, tokenizer):
+    from erasus.data.llm import LMDataset
+
+    model, forget, retain = memorised
+    records = [dict(r, preferred_answer="I do not know .") for r in forget.records]
+    ds = LMDataset(records, tokenizer, max_length=32)
+    out = get_strategy("dpo", lr=1e-3, batch_size=4).unlearn(model=model, forget_data=ds, steps=15, progress=False)
+    idk = LMDataset([dict(r, answer="I do not know .") for r in forget.records], tokenizer, max_length=32)
+    assert _prob(out, idk) > _prob(model, idk) and _prob(out, forget) < _prob(model, forget)
+    with pytest.raises(InvalidInputError, match="preferred_answer"):
+        get_strategy("dpo").unlearn(model=model, forget_data=forget, steps=1, progress=False)
+
+
+def test_llm_strategies_refuse_non_lm_tasks():
+    clf = torch.nn.Linear(3, 2)
+    with pytest.raises(InvalidInputError, match="causal LM"):
+        get_strategy("npo").unlearn(model=clf, forget_data=(torch.randn(4, 3), torch.tensor([0, 1, 0, 1])), steps=1,
+                                    progress=False)
