@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-
 from erasus.metrics import train_classifier
+from sklearn.datasets import load_digits
 
 
 @contextlib.contextmanager

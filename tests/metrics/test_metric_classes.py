@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import erasus
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from scipy.spatial.distance import jensenshannon
-from torch.utils.data import DataLoader, TensorDataset
-
-import erasus
 from erasus.errors import ErasusTypeError, InvalidInputError
-from erasus.strategies.base import reinitialize
 from erasus.metrics import (
     AccuracyMetric,
     ActivationDistanceMetric,
@@ -31,6 +27,9 @@ from erasus.metrics import (
     collect_outputs,
     functional,
 )
+from erasus.strategies.base import reinitialize
+from scipy.spatial.distance import jensenshannon
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def _logits(model, x):

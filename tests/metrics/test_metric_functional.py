@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from erasus.errors import InvalidInputError, NonFiniteError
+from erasus.metrics import functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy as scipy_entropy
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
-
-from erasus.errors import InvalidInputError, NonFiniteError
-from erasus.metrics import functional as F
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -248,3 +249,17 @@ def test_mean_loss_rejects_non_finite():
     assert F.mean_loss(torch.tensor([1.0, 2.0, 4.0])) == pytest.approx(7 / 3)
     with pytest.raises(NonFiniteError):
         F.mean_loss(torch.tensor([1.0, float("inf")]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 30), st.integers(2, 8), st.integers(0, 2**31 - 1), st.floats(0.1, 10.0))
+def test_divergences_and_ece_stay_in_their_ranges(n, c, seed, scale):
+    rng = _rng(seed)
+    a, b = (torch.tensor(rng.normal(scale=scale, size=(n, c))) for _ in range(2))
+    p, q = torch.softmax(a, 1), torch.softmax(b, 1)
+    js = F.js_divergence(p, q)
+    assert bool(((js >= -1e-12) & (js <= 1 + 1e-12)).all())
+    torch.testing.assert_close(js, F.js_divergence(q, p))  # symmetric
+    assert 0.0 <= F.zrf_score(a, b) <= 1.0 + 1e-12
+    labels = torch.tensor(rng.integers(0, c, size=n))
+    assert 0.0 <= F.expected_calibration_error(a, labels) <= 1.0

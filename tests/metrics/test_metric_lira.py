@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from metric_helpers import fit, make_mlp
-
 from erasus.errors import ErasusTypeError, InvalidInputError
 from erasus.metrics import LiRAMetric
+from metric_helpers import fit, make_mlp
 
 SHADOW = {"model_factory": make_mlp, "n_shadow": 4, "epochs": 150, "lr": 3e-3, "train_batch_size": 64,
           "progress": False}

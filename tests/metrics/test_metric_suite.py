@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from erasus.errors import ConfigError, InvalidInputError, RegistryError
 from erasus.metrics import AccuracyMetric, MetricSuite, MIAEfficacyMetric, outputs
 

@@ -6,8 +6,7 @@ Each metric is a pure function (:mod:`erasus.metrics.functional`) plus a registr
 named set and, given the retrained model, reports the gaps to it (SalUn's Avg. Gap).
 """
 
-from . import functional
-from . import llm  # noqa: F401  (LLM metrics register themselves)
+from . import functional, llm  # noqa: F401  (llm: the causal-LM metrics register themselves on import)
 from .accuracy import AccuracyMetric
 from .base import Metric
 from .calibration import ECEMetric

@@ -109,10 +109,6 @@ def train_classifier(model: torch.nn.Module, dataset: Dataset, *, task: Any = No
     return model.eval()
 
 
-def _collate_of(data: Any) -> Callable[..., Any] | None:
-    return data.collate_fn if isinstance(data, DataLoader) else None
-
-
 @register_metric("lira")
 class LiRAMetric(Metric):
     """LiRA membership inference of forget (members) against test (non-members) with shadow models.
@@ -173,11 +169,11 @@ class LiRAMetric(Metric):
         cache = self._shadow_cache
         if cache is not None and cache[0] is forget and cache[1] is test:
             return cache[2], cache[3]
-        from ..data import as_dataset
+        from ..data import as_dataset, collate_of
 
         task = resolve_task(model, forget, self.task)
         device = model_device(model, self.device)
-        collate = _collate_of(forget)
+        collate = collate_of(forget)
         queries: ConcatDataset[Any] = ConcatDataset([as_dataset(forget), as_dataset(test)])
         population = as_dataset(self.population)
         pool: Dataset = ConcatDataset([population, queries]) if self.online else population
