@@ -240,8 +240,9 @@ class UnlearningStrategy(abc.ABC):
 
     Options given to the constructor (the method's hyperparameters, listed in ``defaults``, plus ``task``,
     ``batch_size``, ``optimizer`` (``"sgd"|"adam"|"adamw"``), ``momentum``, ``weight_decay``) can be
-    overridden per call through ``unlearn(**kw)``. After a call, ``history_`` holds the loss of every
-    optimizer step and ``info_`` what the method reports (e.g. epsilon spent, retrained shards).
+    overridden per call through ``unlearn(**kw)``. ``lr`` and ``default_epochs`` in ``defaults`` are the
+    budget used when ``unlearn`` gets no ``lr`` / ``steps`` / ``epochs``. After a call, ``history_`` holds the
+    loss of every optimizer step and ``info_`` what the method reports (e.g. epsilon spent, retrained shards).
     """
 
     #: the method's hyperparameters and their (paper) defaults; ``lr`` and ``epochs`` are the budget defaults

@@ -29,6 +29,10 @@ class CertifiedLogistic(torch.nn.Module):
     ``b``, ``lam``, the training-set size, and the gradient-residual norm spent so far per class.
     """
 
+    weight: torch.Tensor
+    noise: torch.Tensor
+    residual_spent: torch.Tensor
+
     def __init__(
         self,
         weight: torch.Tensor,
@@ -160,15 +164,16 @@ class CertifiedRemoval(UnlearningStrategy):
         return CertifiedLogistic(w, b, lam=lam, n_train=n, budget=budget, epsilon=eps, delta=delta, sigma=sigma,
                                  backbone=backbone)
 
-    def _unlearn(self, model: torch.nn.Module, run: Run, **_: Any) -> torch.nn.Module:
+    def _unlearn(self, model: torch.nn.Module, run: Run, **options: Any) -> torch.nn.Module:
+        # lam/epsilon/delta/sigma were fixed at fit() time and live on the head: options only configure fit()
         if not isinstance(model, CertifiedLogistic):
             raise ErasusTypeError(
                 "certified_removal works on a CertifiedLogistic head trained by CertifiedRemoval().fit(...); "
                 f"got {type(model).__name__}"
             )
         xf, yf, wf = _collect(model, run.forget_epoch(shuffle=False))
-        xr, yr, _ = _collect(model, ((b, None) for b in run.retain_epoch(shuffle=False)))
-        c = model.weight.shape[0]
+        xr, yr, _unweighted = _collect(model, ((b, None) for b in run.retain_epoch(shuffle=False)))
+        c = int(model.weight.shape[0])
         n_new = xr.shape[0]
         if run.weights is None and model.n_train - xf.shape[0] != n_new:
             raise InvalidInputError(

@@ -23,7 +23,7 @@ def saliency_mask(model: torch.nn.Module, run: Run, *, ratio: float) -> list[tor
         model.zero_grad(set_to_none=True)
         losses = run.task.per_sample_loss(model, batch)
         # gradient of the full-forget-set (weighted) mean loss, accumulated batch by batch
-        loss = (losses * w).sum() / total.to(w.device) if w is not None else losses.sum() / n
+        loss = (losses * w).sum() / total.to(w.device) if w is not None and total is not None else losses.sum() / n
         loss.backward()
         for g, p in zip(grads, params):
             if p.grad is not None:

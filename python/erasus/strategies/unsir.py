@@ -70,6 +70,8 @@ class Unsir(UnlearningStrategy):
             for c, wi in zip(y.tolist(), ws.tolist()):
                 class_weight[c] = class_weight.get(c, 0.0) + wi
         classes = sorted(c for c, v in class_weight.items() if v > 0)
+        if x_example is None or template is None:
+            raise InvalidInputError("the forget set is empty")
         frozen = copy.deepcopy(model).eval()
         for p in frozen.parameters():
             p.requires_grad_(False)

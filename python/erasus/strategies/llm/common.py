@@ -92,7 +92,9 @@ class LLMStrategy(UnlearningStrategy):
             raise InvalidInputError(f"mixed_precision must be None or 'bf16' (fp16 needs loss scaling), got {mixed_precision!r}")
         self._amp = mixed_precision
         self._device_type = run.device.type
-        enable = getattr(model, "gradient_checkpointing_enable", None)
+        # transformers >= 5 renamed gradient checkpointing to activation checkpointing
+        prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
+        enable = getattr(model, f"{prefix}_checkpointing_enable", None)
         if gradient_checkpointing:
             if enable is None:
                 raise InvalidInputError(f"{type(model).__name__} has no gradient_checkpointing_enable()")
@@ -101,7 +103,7 @@ class LLMStrategy(UnlearningStrategy):
             return self._unlearn_lm(model, run, **options)
         finally:
             if gradient_checkpointing:
-                model.gradient_checkpointing_disable()
+                getattr(model, f"{prefix}_checkpointing_disable")()
 
     def autocast(self) -> Any:
         """bf16 autocast when ``mixed_precision="bf16"``, else a no-op context."""
