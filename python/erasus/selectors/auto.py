@@ -8,6 +8,7 @@ on each selector's coreset versus on the whole forget set. Two outcomes were mea
 * ``gap`` = |forget loss after coreset GA - after full GA| / |full GA's change|, i.e. how closely the coreset
   reproduces the full forget set's unlearning effect with unchanged hyperparameters (lower is better):
   moderate 0.51 / 0.32 / 0.48 at ratios 0.05 / 0.1 / 0.2, random 0.51 / 0.67 / 0.29, upcore 1.18 / 0.86 / 0.26,
+  facility location 0.78 / 0.76 / 0.33, submodular 0.92 / 0.68 / 0.41, CRAIG 0.93 / 0.85 / 0.63,
   k-means 1.24 / 0.61 / 0.54, k-center 0.74 / 0.97 / 1.31, herding 2.40 / 1.31 / 0.52; every score selector
   that keeps the hardest samples (EL2N, GraNd, TracIn, influence, uncertainty, GLISTER, representer) overshoots
   by 4-18x and GRAD-MATCH by 28-43x (its weights match a gradient *sum* that is near zero at a trained model).
