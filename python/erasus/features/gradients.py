@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from .. import kernels as K
 from ..data import as_loader, num_samples
 from ..errors import ErasusTypeError, InvalidInputError
+from ..kernels._dispatch import check_seed
 from ..kernels.reference import derive_seed, jl_matrix
 from ..tasks import Task, get_task, infer_task
 from .hooks import Factors, run_with_capture, supported
@@ -351,7 +352,7 @@ def per_sample_gradients(model: nn.Module, data: Any, *, task: Any = None, proj_
         float32 (n, proj_dim) on CPU, in data order.
     """
     _check_common(proj_dim, projection, method, max_grad_entries)
-    K._check_seed(seed)
+    check_seed(seed)
     model, task, loader, device, n = _resolve(model, data, task, device, batch_size)
     params = _selected_params(model, layers)
     with _prepared(model, [p for _, p in params]):

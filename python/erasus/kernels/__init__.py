@@ -13,10 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import ErasusTypeError, InvalidInputError
 from . import reference
-from ..errors import InvalidInputError
-from ..errors import ErasusTypeError
-from ._dispatch import check_finite_scalar, check_tensor_lists, resolve_backend
+from ._dispatch import check_finite_scalar, check_seed, check_tensor_lists, resolve_backend
 
 __all__ = ["fisher_accumulate_", "ghost_norms", "jl_project", "kronecker_project", "reference", "ssd_dampen_"]
 
@@ -89,14 +88,6 @@ def fisher_accumulate_(acc: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
         original.copy_(work[i])
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ErasusTypeError(f"seed must be an int, got {type(seed).__name__}")
-    if not 0 <= seed < 2**63:
-        raise InvalidInputError(f"seed must be in [0, 2**63), got {seed}")
-    return seed
-
-
 def _check_dim(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ErasusTypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -141,7 +132,7 @@ def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str = "radema
     """
     _check_float_tensor("g", g, (1, 2))
     proj_dim = _check_dim("proj_dim", proj_dim)
-    seed, kind = _check_seed(seed), _check_kind(kind)
+    seed, kind = check_seed(seed), _check_kind(kind)
     if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
         raise InvalidInputError(f"row_offset must be a non-negative int, got {row_offset!r}")
     rows = g.unsqueeze(0) if g.ndim == 1 else g
@@ -184,7 +175,7 @@ def kronecker_project(acts: torch.Tensor, grads: torch.Tensor, p_in: int, p_out:
     """
     acts, grads = _as_tokens(acts, grads)
     p_in, p_out = _check_dim("p_in", p_in), _check_dim("p_out", p_out)
-    seed, kind = _check_seed(seed), _check_kind(kind)
+    seed, kind = check_seed(seed), _check_kind(kind)
     if resolve_backend(backend, [acts, grads]) == "torch":
         return reference.kronecker_project(acts, grads, p_in, p_out, seed=seed, kind=kind)
     from .triton_kernels import factored

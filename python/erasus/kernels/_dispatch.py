@@ -11,7 +11,7 @@ import torch
 
 from ..errors import ErasusTypeError, InvalidInputError, MissingDependencyError
 
-__all__ = ["resolve_backend", "triton_available", "interpreting", "check_tensor_lists", "check_finite_scalar"]
+__all__ = ["check_seed", "resolve_backend", "triton_available", "interpreting", "check_tensor_lists", "check_finite_scalar"]
 
 _BACKENDS = ("auto", "triton", "torch")
 
@@ -92,3 +92,12 @@ def check_finite_scalar(name: str, value: float) -> float:
     if not math.isfinite(v):
         raise InvalidInputError(f"{name} must be finite, got {v}")
     return v
+
+
+def check_seed(seed: int) -> int:
+    """A Philox seed: a Python int in [0, 2**63)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ErasusTypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not 0 <= seed < 2**63:
+        raise InvalidInputError(f"seed must be in [0, 2**63), got {seed}")
+    return seed
