@@ -167,3 +167,8 @@ def test_last_layer_influence_matches_a_hand_built_last_layer_hessian():
     sel = erasus.get_selector("influence", params="last_layer", damping=0.1).select(
         5, model=model, data=(x, y), target=(xt, yt))
     np.testing.assert_allclose(sel.metadata["scores"], ref, rtol=1e-6, atol=1e-10)
+
+
+def test_model_path_inputs_are_refused_with_features():
+    with pytest.raises(InvalidInputError, match="model path"):
+        erasus.get_selector("influence").select(2, features=np.ones((5, 3)), target=(np.ones((2, 3)), np.zeros(2)))

@@ -126,6 +126,10 @@ class ContextSelector(Selector):
             accepted = ", ".join(self.call_inputs) or "none"
             raise InvalidInputError(f"{self.registry_name or type(self).__name__}.select() got unexpected inputs "
                                     f"{unknown}; its per-call inputs are: {accepted}")
+        needs_model = sorted(key for key in inputs if key in ("target", "val_data", "hessian_data"))
+        if features is not None and needs_model:
+            raise InvalidInputError(f"{needs_model} are data for the model path (model=, data=); with features= pass "
+                                    "precomputed target_features= / val_features= instead")
         context = dict(inputs)
         if features is None:
             if model is None or data is None:
