@@ -98,7 +98,7 @@ class LLMStrategy(UnlearningStrategy):
         if gradient_checkpointing:
             if enable is None:
                 raise InvalidInputError(f"{type(model).__name__} has no gradient_checkpointing_enable()")
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
         try:
             return self._unlearn_lm(model, run, **options)
         finally:
