@@ -136,6 +136,38 @@ def test_kronecker_equals_layerwise_vec_grad_times_kron():
     torch.testing.assert_close(got.double(), torch.cat(blocks, 1), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name,weights", [("cnn", ["conv.weight", "head.weight"]), ("embed", ["emb.weight", "out.weight"])])
+def test_kronecker_layout_on_conv_embedding_and_dense_rest(name, weights):
+    # documented layout: one LoGra block per hooked weight (in parameter order), then one dense Rademacher
+    # block (seed derive_seed(seed, 1)) over the remaining parameters (biases, GroupNorm)
+    model, x, y = _classification_case(name)
+    grads = _loop_grads(model, lambda i: F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]), len(x))
+    got = feats.per_sample_gradients(model, (x, y), proj_dim=36, projection="kronecker", seed=3,
+                                     batch_size=4, progress=False)
+    torch.testing.assert_close(got.double(), _kron_layout(model, grads, weights, 3, 12), rtol=1e-4, atol=1e-5)
+
+
+def _kron_layout(model, grads, weights, seed, block):
+    """Expected kronecker features; blocks of 12 = 3 x 4 columns."""
+    named = list(model.named_parameters())
+    offsets, off = {}, 0
+    for n, p in named:
+        offsets[n] = (off, off + p.numel())
+        off += p.numel()
+    cols = []
+    for b, wname in enumerate(weights):
+        w = dict(named)[wname]
+        rows, width = w.shape[0], w[0].numel()
+        s = R.derive_seed(seed, b + 2)
+        p_in = R.jl_matrix(R.derive_seed(s, 0), range(width), 4).double() / 2.0
+        p_out = R.jl_matrix(R.derive_seed(s, 1), range(rows), 3).double() / math.sqrt(3)
+        lo, hi = offsets[wname]
+        cols.append(grads[:, lo:hi] @ torch.kron(p_out, p_in))
+    rest = torch.cat([grads[:, slice(*offsets[n])] for n, _ in named if n not in weights], 1)
+    cols.append(_dense_projection(rest, block, R.derive_seed(seed, 1)))
+    return torch.cat(cols, 1)
+
+
 def test_kronecker_keeps_squared_norms_in_expectation():
     # E||vec(G) kron(P_out, P_in)||^2 = ||G||_F^2; a single draw of a rank-one G varies by ~sqrt(4/r), so
     # average over samples and seeds
@@ -210,6 +242,9 @@ def test_tiny_gpt2_gradients_and_norms_match_autograd_loop():
     torch.testing.assert_close(got.double(), _dense_projection(grads, 32, 1), rtol=1e-4, atol=1e-5)
     norms = feats.per_sample_grad_norms(model, samples, batch_size=3, progress=False)
     torch.testing.assert_close(norms.double(), grads.norm(dim=1), rtol=1e-5, atol=1e-6)
-    kron = feats.per_sample_gradients(model, samples, proj_dim=64, projection="kronecker", batch_size=3,
+    # LoGra blocks: the tied wte / lm_head weight sums its embedding and linear uses in one block
+    weights = ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight",
+               "transformer.h.0.mlp.c_fc.weight", "transformer.h.0.mlp.c_proj.weight"]
+    kron = feats.per_sample_gradients(model, samples, proj_dim=72, projection="kronecker", seed=2, batch_size=3,
                                       progress=False)
-    assert kron.shape == (5, 64) and torch.isfinite(kron).all()
+    torch.testing.assert_close(kron.double(), _kron_layout(model, grads, weights, 2, 12), rtol=1e-4, atol=1e-5)
