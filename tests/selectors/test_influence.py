@@ -133,6 +133,8 @@ def test_influence_errors(logistic):
         erasus.get_selector("influence", approximation="kfac")
     with pytest.raises(MemoryBudgetError, match="max_params"):
         erasus.get_selector("influence", max_params=5).select(3, model=model, data=(x, y))
+    with pytest.raises(MemoryBudgetError, match="max_grad_entries"):
+        erasus.get_selector("influence", approximation="arnoldi", max_grad_entries=100).select(3, model=model, data=(x, y))
     with pytest.raises(InvalidInputError, match="diverged"):
         erasus.select(np.random.default_rng(0).normal(size=(20, 3)) * 10, 2, method="influence",
                       approximation="lissa", scale=0.5, depth=200)

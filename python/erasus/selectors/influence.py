@@ -20,6 +20,7 @@ from ._common import (
     mean_grad,
     per_sample_grads,
     score_selection,
+    trainable_subset,
 )
 
 __all__ = ["InfluenceSelector", "arnoldi_eigen", "exact_inverse_hvp", "lissa_inverse_hvp"]
@@ -122,7 +123,8 @@ class InfluenceSelector(ContextSelector):
 
     With ``model=``/``data=``, gradients and Hessian-vector products are exact (``torch.func``) over the
     ``params`` (``None``: all trainable; ``"last_layer"``; or a list of names); ``hessian_data=`` sets the
-    data of ``H`` (default ``data``). With ``features=`` (per-sample gradients ``(n, p)``) ``H`` is
+    data of ``H`` (default ``data``); the ``(n, p)`` gradient matrix is refused beyond ``max_grad_entries``.
+    With ``features=`` (per-sample gradients ``(n, p)``) ``H`` is
     ``hessian=`` if given, else the Gauss-Newton / empirical-Fisher ``G^T G / n``.
     """
 
@@ -131,31 +133,42 @@ class InfluenceSelector(ContextSelector):
     def __init__(self, *, seed: int = 0, approximation: Approximation = "exact", damping: float = 0.01,
                  scale: float = 25.0, depth: int = 1000, repeats: int = 1, lissa_batch_size: int | None = None,
                  arnoldi_iterations: int = 100, arnoldi_rank: int = 20, params: Any = None,
-                 batch_size: int | None = None, max_params: int = 10_000, progress: bool = False) -> None:
+                 batch_size: int | None = None, max_params: int = 10_000, max_grad_entries: int = 1 << 28,
+                 progress: bool = False) -> None:
         if approximation not in ("exact", "lissa", "arnoldi"):
             raise InvalidInputError(f"approximation must be 'exact', 'lissa' or 'arnoldi', got {approximation!r}")
         if damping < 0:
             raise InvalidInputError(f"damping must be >= 0, got {damping}")
         super().__init__(seed=seed, approximation=approximation, damping=damping, scale=scale, depth=depth,
                          repeats=repeats, lissa_batch_size=lissa_batch_size, arnoldi_iterations=arnoldi_iterations,
-                         arnoldi_rank=arnoldi_rank, params=params, batch_size=batch_size, max_params=max_params)
+                         arnoldi_rank=arnoldi_rank, params=params, batch_size=batch_size, max_params=max_params,
+                         max_grad_entries=max_grad_entries)
         self.approximation, self.damping, self.scale = approximation, float(damping), float(scale)
         self.depth, self.repeats, self.lissa_batch_size = int(depth), int(repeats), lissa_batch_size
         self.arnoldi_iterations, self.arnoldi_rank = int(arnoldi_iterations), int(arnoldi_rank)
         self.params, self.batch_size, self.max_params, self.progress = params, batch_size, int(max_params), progress
+        self.max_grad_entries = int(max_grad_entries)
 
     def _from_model(self, model: Any, data: Any, *, task: Any, context: dict[str, Any]) -> tuple[Any, Any]:
+        from ..data import num_samples
+
+        named = dict(model.named_parameters())
+        p = sum(named[name].numel() for name in trainable_subset(model, self.params))
+        n = num_samples(data)
+        if self.approximation == "exact" and p > self.max_params:
+            raise MemoryBudgetError(
+                f"exact influence would form a {p} x {p} Hessian (max_params={self.max_params}); use "
+                "params='last_layer', approximation='lissa' or 'arnoldi', or raise max_params")
+        if n * p > self.max_grad_entries:
+            raise MemoryBudgetError(
+                f"{n} per-sample gradients of {p} parameters ({n * p} entries) exceed max_grad_entries="
+                f"{self.max_grad_entries}; restrict params= (e.g. 'last_layer') or raise max_grad_entries")
         grads, labels = per_sample_grads(model, data, task=task, params=self.params, batch_size=self.batch_size)
-        p = grads.shape[1]
         if context.get("target") is not None:
             context["target_gradient"] = mean_grad(model, context["target"], task=task, params=self.params,
                                                    batch_size=self.batch_size).double().numpy()
         hdata = context.get("hessian_data", data)
         if self.approximation == "exact":
-            if p > self.max_params:
-                raise MemoryBudgetError(
-                    f"exact influence would form a {p} x {p} Hessian (max_params={self.max_params}); use "
-                    "params='last_layer', approximation='lissa' or 'arnoldi', or raise max_params")
             context["hessian"] = exact_hessian(model, hdata, task=task, params=self.params,
                                                batch_size=self.batch_size).double().numpy()
         else:
