@@ -2,7 +2,7 @@
 
 Ranking by a per-sample score, model outputs / last-layer inputs over a dataset, exact per-sample
 gradients and Hessian-vector products through :mod:`torch.func`, and a :class:`Selector` base whose
-``select`` also accepts per-call inputs (validation data, checkpoints ...) next to ``features``.
+``select`` also accepts per-call inputs (validation data, a target set ...) next to ``features``.
 torch is imported inside the functions that need it so that importing the selectors stays light.
 """
 
@@ -89,7 +89,7 @@ def as_array(x: Any, *, name: str, ndim: int | None = 2) -> np.ndarray:
 
 
 class ContextSelector(Selector):
-    """A :class:`Selector` whose ``select`` also takes per-call inputs (``val_features``, ``checkpoints`` ...).
+    """A :class:`Selector` whose ``select`` also takes per-call inputs (``val_features``, ``target`` ...).
 
     Subclasses turn ``model=``/``data=`` into features in :meth:`_from_model`, list the per-call inputs they
     accept in ``call_inputs`` and read them from ``self._context`` inside ``_select``.
@@ -119,7 +119,7 @@ class ContextSelector(Selector):
     ) -> Selection:
         """Select ``k`` (or ``ratio``) rows from ``features``, or from features computed from ``model`` on ``data``.
 
-        ``inputs`` are the selector's per-call inputs (see its docstring), e.g. ``val_features`` or ``checkpoints``.
+        ``inputs`` are the selector's per-call inputs (``call_inputs``, see its docstring), e.g. ``val_features``.
         """
         unknown = sorted(key for key in inputs if key not in self.call_inputs and not key.startswith("_"))
         if unknown:
