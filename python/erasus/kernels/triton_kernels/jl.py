@@ -96,7 +96,10 @@ def _project_kernel(g, part, seed, n, d, proj_dim, stride_g, k_per_split, row_of
 
 
 def _col_block(proj_dim: int) -> int:
-    return 128 if not interpreting() else max(128, min(512, triton.next_power_of_2(proj_dim)))
+    """Columns per tile: a multiple of 128 (one Philox call's worth of Rademacher columns)."""
+    if interpreting():
+        return max(128, min(512, triton.next_power_of_2(proj_dim)))  # few, large tiles: the interpreter is slow
+    return 256 if proj_dim > 128 else 128
 
 
 def jl_matrix(seed: int, n_rows: int, proj_dim: int, *, kind: str, device: torch.device) -> torch.Tensor:
