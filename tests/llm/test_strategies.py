@@ -197,3 +197,26 @@ def test_llm_strategies_refuse_non_lm_tasks():
     with pytest.raises(InvalidInputError, match="causal LM"):
         get_strategy("npo").unlearn(model=clf, forget_data=(torch.randn(4, 3), torch.tensor([0, 1, 0, 1])), steps=1,
                                     progress=False)
+
+
+def test_inplace_uses_the_starting_model_as_reference(memorised):
+    model, forget, retain = memorised
+    kw = dict(forget_data=forget, retain_data=retain, steps=3, progress=False, batch_size=4)
+    copied = get_strategy("npo", lr=1e-3).unlearn(model=model, **kw)
+    work = copy.deepcopy(model)
+    flags = [p.requires_grad for p in model.parameters()]
+    inplace = get_strategy("npo", lr=1e-3).unlearn(model=work, inplace=True, **kw)
+    assert inplace is work and model.training is False and flags == [p.requires_grad for p in model.parameters()]
+    for a, b in zip(copied.parameters(), inplace.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_grad_diff_kl_retain_loss(memorised):
+    model, forget, retain = memorised
+    out = get_strategy("grad_diff", lr=1e-3, optimizer="adamw", alpha=5.0, retain_loss="kl", batch_size=4).unlearn(
+        model=model, forget_data=forget, retain_data=retain, steps=15, progress=False)
+    assert _prob(out, forget) < 0.5 * _prob(model, forget)
+    assert _prob(out, retain) > _prob(model, retain) - 0.15
+    with pytest.raises(InvalidInputError, match="retain_loss"):
+        get_strategy("grad_diff", retain_loss="l2").unlearn(model=model, forget_data=forget, retain_data=retain,
+                                                            steps=1, progress=False)

@@ -39,7 +39,8 @@ class FrozenReference:
     """The model as it was before unlearning, evaluated without gradients.
 
     Under LoRA the adapters are switched off for the reference pass (no copy of the base weights);
-    otherwise the caller's untouched model is used, or a frozen copy when it lives on another device.
+    otherwise the caller's untouched model is used, or a frozen copy of the starting state when the caller's
+    model is the one being trained (``inplace=True``) or lives on another device. Build it before training.
     """
 
     def __init__(self, model: torch.nn.Module, run: Run) -> None:
@@ -47,9 +48,13 @@ class FrozenReference:
         self.model = model
         if not self.peft:
             original = run.original
-            dev = next(original.parameters()).device
-            self.ref = original if dev == run.device else copy.deepcopy(original).to(run.device)
-            self.ref.eval()
+            first = next(original.parameters())
+            # inplace=True trains the caller's model itself: freeze a copy of its starting state instead
+            shared = any(p is first for p in model.parameters())
+            if first.device == run.device and not shared:
+                self.ref = original  # read-only: __call__ restores its train/eval flag
+            else:
+                self.ref = copy.deepcopy(model).to(run.device).requires_grad_(False)
 
     @contextlib.contextmanager
     def _ctx(self) -> Any:
