@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-
-def _import_transformers_models_without_repo_root() -> None:
-    """``python -m pytest`` from the repo root puts the root on sys.path, where the top-level ``kernels`` link
-    (to erasus.kernels) shadows the hub ``kernels`` package that transformers probes (and imports) once,
-    at its first model import; do that first import with the root hidden."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
-    try:
-        import transformers.activations  # noqa: F401
-    finally:
-        sys.path[:] = saved
+from llm_helpers import FORGET, RETAIN, import_transformers_without_repo_root, make_tokenizer, memorise, tiny_gpt2  # noqa: E402
 
 
-_import_transformers_models_without_repo_root()
+import_transformers_without_repo_root()
 # Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the 2 cores.
 torch.set_num_threads(1)
 
 from erasus.data.llm import LMDataset  # noqa: E402
-from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
+
+
+def import_transformers_without_repo_root() -> None:
+    """``python -m pytest`` from the repo root puts the root on sys.path, where the top-level ``kernels`` link
+    (to erasus.kernels) shadows the hub ``kernels`` package that transformers probes (and imports) once,
+    at its first model import; do that first import with the root hidden."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
+    try:
+        import transformers.activations  # noqa: F401
+    finally:
+        sys.path[:] = saved
 
 
 FORGET = [
@@ -88,3 +104,31 @@ def memorise(model, batch, *, steps: int = 60, lr: float = 2e-2):
     return model.eval()
 
 
+
+
+def distributed_npo_worker(rank: int, world: int, port: int, workdir: str) -> None:
+    """One process of a 2-process gloo run: NPO on this rank's shard of the forget set (see test_distributed)."""
+    import torch.distributed as dist
+
+    import_transformers_without_repo_root()
+    torch.set_num_threads(1)
+    from erasus.data import subset
+    from erasus.data.llm import LMDataset
+    from erasus.registry import get_strategy
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        tok = make_tokenizer()
+        forget = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET], tok, max_length=32)
+        model = tiny_gpt2(len(tok))
+        model.load_state_dict(torch.load(os.path.join(workdir, "start.pt")))
+        out = get_strategy("npo", **DIST_NPO).unlearn(
+            model=model, forget_data=subset(forget, range(rank, len(forget), world)), steps=3, progress=False)
+        torch.save(out.state_dict(), os.path.join(workdir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+# plain SGD with one full-shard batch per step: the gradient average over 2 shards equals the full-batch gradient
+DIST_NPO = {"lr": 5e-2, "optimizer": "sgd", "momentum": 0.0, "batch_size": 4}

@@ -1,9 +1,19 @@
-"""What every LLM strategy shares: AdamW defaults, gradient checkpointing, bf16 autocast, a frozen reference.
+"""What every LLM strategy shares: AdamW defaults, gradient checkpointing, bf16 autocast, a frozen reference,
+and synchronous data parallelism.
 
-Run any of them under ``accelerate`` / ``torchrun`` as a normal script: the training loop is plain torch,
-so wrap the model with DDP yourself or launch one process per device, e.g.
-``accelerate launch --num_processes 2 --cpu my_unlearn.py`` (each process unlearns its shard of the forget
-set when given ``forget_data=subset(forget, my_shard)``).
+Multi-process runs (``accelerate launch`` or ``torchrun``): when ``torch.distributed`` is initialized with
+more than one process, gradients are averaged across processes (``all_reduce``) before every optimizer
+step, so replicas that start from the same weights stay identical while each process feeds its own shard
+of the forget/retain data (``erasus.data.subset(forget, range(rank, n, world_size))``). For example::
+
+    # unlearn.py
+    import torch.distributed as dist
+    dist.init_process_group("gloo")            # "nccl" on GPUs; accelerate/torchrun set the env variables
+    rank, world = dist.get_rank(), dist.get_world_size()
+    shard = erasus.data.subset(forget, range(rank, len(forget), world))
+    model = erasus.get_strategy("npo").unlearn(model=model, forget_data=shard, retain_data=retain_shard)
+
+    accelerate launch --cpu --num_processes 2 unlearn.py     # or: torchrun --nproc_per_node 2 unlearn.py
 """
 
 from __future__ import annotations
@@ -78,6 +88,24 @@ def frozen_reference(model: torch.nn.Module, run: Run) -> FrozenReference:
     return FrozenReference(model, run)
 
 
+def _grad_all_reduce(model: torch.nn.Module) -> Callable[[], None] | None:
+    """Average gradients over the processes of an initialized multi-process group (None when single-process)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    world = dist.get_world_size()
+
+    def sync() -> None:
+        for p in model.parameters():
+            if p.requires_grad:
+                if p.grad is None:  # a parameter unused on this rank still joins the collective
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(world)
+
+    return sync
+
+
 class LLMStrategy(UnlearningStrategy):
     """Base of the causal-LM strategies: AdamW by default, ``gradient_checkpointing`` and
     ``mixed_precision="bf16"`` (autocast on the forward passes) options; subclasses implement :meth:`_unlearn_lm`."""
@@ -122,7 +150,8 @@ class LLMStrategy(UnlearningStrategy):
             with self.autocast():
                 return loss_fn(step).float()
 
-        run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer)
+        run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer,
+                  before_step=_grad_all_reduce(model))
 
     def retain_term(self, model: torch.nn.Module, run: Run, retain: Any, alpha: float) -> torch.Tensor:
         """``alpha * NLL`` on the next retain batch (0 when ``alpha == 0`` or there is no retain set)."""

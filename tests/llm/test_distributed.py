@@ -1,0 +1,35 @@
+"""Two CPU processes (gloo): synchronous data-parallel unlearning equals one process on the whole forget set."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from erasus.registry import get_strategy
+
+from llm_helpers import DIST_NPO, distributed_npo_worker
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_single_process_npo(memorised, tmp_path):
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    model, forget, _ = memorised
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    mp.spawn(distributed_npo_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    single = get_strategy("npo", **DIST_NPO).unlearn(model=model, forget_data=forget, steps=3, progress=False)
+    ranks = [torch.load(os.path.join(tmp_path, f"rank{r}.pt")) for r in range(2)]
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(ranks[0][name], ranks[1][name], rtol=0, atol=0)
+        torch.testing.assert_close(ranks[0][name], value, rtol=1e-4, atol=1e-6)
+    assert any(not torch.equal(ranks[0][n], v) for n, v in model.state_dict().items())
