@@ -67,12 +67,20 @@ class Digits:
         }
 
 
+@pytest.fixture(scope="package", autouse=True)
+def _one_thread():
+    """Tiny models: intra-op threads only contend on shared cores. Restored after this package's tests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits() -> Digits:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    torch.set_num_threads(1)
     x, y = load_digits(return_X_y=True)
     x = (x / 16.0).astype(np.float32)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
