@@ -58,7 +58,7 @@ def _selected_params(model: nn.Module, layers: Sequence[str] | str | None) -> li
     return chosen
 
 
-def _hookable_modules(model: nn.Module, selected: set[int], excluded: set[int] = frozenset()
+def _hookable_modules(model: nn.Module, selected: set[int], excluded: frozenset[int] | set[int] = frozenset()
                       ) -> tuple[list[nn.Module], set[int]]:
     """Supported modules whose weight is selected, and the ids of every parameter they cover."""
     mods, covered = [], set()
@@ -173,7 +173,8 @@ def _generic_grads(model: nn.Module, task: Task, batch: Any, size: int, chunk: l
 
 def _param_chunks(params: list[tuple[str, nn.Parameter]], batch: int, budget: int
                   ) -> Iterator[list[tuple[str, nn.Parameter]]]:
-    chunk, entries = [], 0
+    chunk: list[tuple[str, nn.Parameter]] = []
+    entries = 0
     for name, p in params:
         if chunk and entries + batch * p.numel() > budget:
             yield chunk
@@ -219,7 +220,7 @@ class _Projector:
         self.kron_blocks: dict[int, tuple[int, int, int, int]] = {}  # weight id -> (col0, r_rows, r_cols, seed)
         dense = params
         if projection == "kronecker":
-            weights = []
+            weights: list[Any] = []
             for m in hooked:
                 if id(m.weight) not in [id(w) for w in weights]:
                     weights.append(m.weight)
@@ -257,9 +258,10 @@ class _Projector:
         size = f.v.shape[0]
         if id(f.weight) in self.kron_blocks:
             col, r_rows, r_cols, seed = self.kron_blocks[id(f.weight)]
-            if f.ids is None:
+            if f.u is not None:
                 block = K.kronecker_project(f.v, f.u, r_cols, r_rows, seed=seed, backend=self.backend)
             else:
+                assert f.ids is not None
                 v_p = K.jl_project(f.v.reshape(-1, f.v.shape[-1]), r_cols, seed=derive_seed(seed, 0),
                                    backend=self.backend).reshape(size, -1, r_cols)
                 u_p = jl_matrix(derive_seed(seed, 1), f.ids.reshape(-1), r_rows).to(v_p.device)
@@ -272,7 +274,7 @@ class _Projector:
                 piece = Factors(weight=f.weight, v=f.v[s:s + step], u=None if f.u is None else f.u[s:s + step],
                                 ids=None if f.ids is None else f.ids[s:s + step])
                 self.add_dense(f.weight, s, s + piece.v.shape[0], piece.dense().reshape(piece.v.shape[0], -1))
-        if f.bias is not None:
+        if f.bias is not None and f.bias_param is not None:
             self.add_dense(f.bias_param, 0, size, f.bias.float())
 
 
@@ -377,9 +379,10 @@ def per_sample_gradients(model: nn.Module, data: Any, *, task: Any = None, proj_
 
 
 def _factor_sq_norms(f: Factors, backend: str) -> torch.Tensor:
-    if f.ids is None:
+    if f.u is not None:
         return K.ghost_norms(f.v, f.u, backend=backend)
     # one-hot rows: (u_t . u_s) = [id_t == id_s]
+    assert f.ids is not None
     same = (f.ids[:, :, None] == f.ids[:, None, :]).float()
     v = f.v.float()
     return (same * torch.bmm(v, v.transpose(1, 2))).sum((1, 2))

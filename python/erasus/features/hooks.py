@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,11 +28,11 @@ class Factors:
     ``v`` is (B, T, cols). ``bias`` is the per-sample bias gradient ``sum_t g_bt`` (B, out) when the layer has one.
     """
 
-    weight: nn.Parameter
+    weight: torch.Tensor
     v: torch.Tensor
     u: torch.Tensor | None = None
     ids: torch.Tensor | None = None
-    bias_param: nn.Parameter | None = None
+    bias_param: torch.Tensor | None = None
     bias: torch.Tensor | None = None
 
     def dense(self) -> torch.Tensor:
@@ -39,6 +40,7 @@ class Factors:
         b = self.v.shape[0]
         rows, cols = self.weight.shape[0], self.v.shape[-1]
         if self.ids is None:
+            assert self.u is not None
             grad = torch.bmm(self.u.transpose(1, 2).float(), self.v.float())
         else:
             grad = torch.zeros(b, rows, cols, dtype=torch.float32, device=self.v.device)
@@ -62,7 +64,7 @@ def supported(module: nn.Module) -> bool:
     return False
 
 
-def _factors(module: nn.Module, inp: torch.Tensor, grad_out: torch.Tensor) -> Factors:
+def _factors(module: Any, inp: torch.Tensor, grad_out: torch.Tensor) -> Factors:
     b = grad_out.shape[0]
     if isinstance(module, nn.Embedding):
         ids = inp.reshape(b, -1)
@@ -72,7 +74,8 @@ def _factors(module: nn.Module, inp: torch.Tensor, grad_out: torch.Tensor) -> Fa
             g = g.masked_fill((ids == module.padding_idx)[..., None], 0.0)
         return Factors(weight=module.weight, v=g, ids=ids)
     if isinstance(module, nn.Conv2d):
-        a = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=module.padding,
+        padding: Any = module.padding  # supported() ruled out string paddings ("same"/"valid")
+        a = F.unfold(inp, module.kernel_size, dilation=module.dilation, padding=padding,
                      stride=module.stride).transpose(1, 2)
         g = grad_out.reshape(b, grad_out.shape[1], -1).transpose(1, 2)
         bias = g.sum(1) if module.bias is not None else None

@@ -88,12 +88,13 @@ def _tables(groups: list[list[torch.Tensor]], device: torch.device) -> tuple[lis
     return ptrs, numel_t, starts_t, starts[-1], log2
 
 
-def _contiguous_groups(*lists: Sequence[torch.Tensor]) -> dict[tuple, list[int]]:
+def _contiguous_groups(*lists: Sequence[torch.Tensor | None]) -> dict[tuple, list[int]]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, row in enumerate(zip(*lists)):
-        if any(t is None for t in row) or row[0].numel() == 0:
+        tensors = [t for t in row if t is not None]
+        if len(tensors) < len(row) or tensors[0].numel() == 0:
             continue
-        groups[tuple(t.dtype for t in row)].append(i)
+        groups[tuple(t.dtype for t in tensors)].append(i)
     return groups
 
 
@@ -120,7 +121,7 @@ def fisher_accumulate_(acc: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     """Triton ``acc += weight * g**2`` over every tensor; acc must be contiguous (checked by the caller)."""
     contiguous = [None if g is None else g.contiguous() for g in grads]
     for dtypes, idx in _contiguous_groups(acc, contiguous).items():
-        roles = [[acc[i] for i in idx], [contiguous[i] for i in idx]]
+        roles = [[acc[i] for i in idx], [g for i in idx if (g := contiguous[i]) is not None]]
         device = roles[0][0].device
         (a_ptr, g_ptr), numels, starts, n_blocks, log2 = _tables(roles, device)
         _fisher_kernel[(n_blocks,)](a_ptr, g_ptr, numels, starts, len(idx), float(weight),
