@@ -125,6 +125,13 @@ def test_kronecker_equals_vec_grad_times_kron(backend, t, kind):
     torch.testing.assert_close(got.double(), _dense_kron(a, g, 8, 5, 42, kind), rtol=1e-5, atol=1e-4)
 
 
+def test_kronecker_fp16_kernel_matches_float64():
+    gen = torch.Generator().manual_seed(11)
+    a, g = torch.randn(2, 5, 24, generator=gen).half(), torch.randn(2, 5, 10, generator=gen).half()
+    got = K.kronecker_project(a, g, 8, 5, seed=4, backend="triton")
+    torch.testing.assert_close(got.double(), _dense_kron(a, g, 8, 5, 4, "rademacher"), rtol=1e-4, atol=1e-4)
+
+
 def test_kronecker_accepts_2d_inputs():
     a, g = torch.randn(4, 9), torch.randn(4, 3)
     torch.testing.assert_close(K.kronecker_project(a, g, 4, 2, seed=1),
