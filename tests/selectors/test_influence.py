@@ -174,3 +174,14 @@ def test_last_layer_influence_matches_a_hand_built_last_layer_hessian():
 def test_model_path_inputs_are_refused_with_features():
     with pytest.raises(InvalidInputError, match="model path"):
         erasus.get_selector("influence").select(2, features=np.ones((5, 3)), target=(np.ones((2, 3)), np.zeros(2)))
+
+
+def test_arnoldi_inverts_an_indefinite_hessian_like_the_exact_solve():
+    rng = np.random.default_rng(4)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    h = q @ np.diag([3.0, -2.0, 1.5, 0.5, -0.3, 0.1]) @ q.T  # a saddle point's Hessian
+    g = rng.normal(size=(10, 6))
+    exact = erasus.get_selector("influence", damping=0.05).select(3, features=g, hessian=h)
+    arn = erasus.get_selector("influence", approximation="arnoldi", damping=0.05, arnoldi_iterations=6,
+                              arnoldi_rank=6).select(3, features=g, hessian=h)
+    np.testing.assert_allclose(arn.metadata["scores"], exact.metadata["scores"], rtol=1e-6, atol=1e-8)

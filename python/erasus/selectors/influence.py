@@ -226,9 +226,10 @@ class InfluenceSelector(ContextSelector):
             hvp, _ = self._hvp(g)
             vals, u = arnoldi_eigen(lambda v: hvp(v, None), p, iterations=self.arnoldi_iterations,
                                     rank=self.arnoldi_rank, seed=self.seed)
-            if np.any(vals + self.damping <= 0):
-                raise InvalidInputError("Arnoldi found non-positive damped eigenvalues; increase damping")
             d = vals + self.damping
+            # away from a minimum H is indefinite; like the exact solve, invert any non-singular damped eigenvalue
+            if np.any(np.abs(d) <= 1e-12 * max(1.0, float(np.abs(vals).max()))):
+                raise InvalidInputError("the damped Hessian is singular on the Arnoldi subspace; change damping")
             coef = u.T @ rhs
             solved = u @ (coef / (d[:, None] if coef.ndim == 2 else d))
         scores = np.einsum("ip,pi->i", g, solved) if tg is None else g @ solved
