@@ -248,3 +248,11 @@ def test_tiny_gpt2_gradients_and_norms_match_autograd_loop():
     kron = feats.per_sample_gradients(model, samples, proj_dim=72, projection="kronecker", seed=2, batch_size=3,
                                       progress=False)
     torch.testing.assert_close(kron.double(), _kron_layout(model, grads, weights, 2, 12), rtol=1e-4, atol=1e-5)
+
+
+def test_tied_gpt2_norms_with_tiny_memory_budget():
+    model, samples = _gpt2_case()
+    params = [p for _, p in model.named_parameters()]
+    grads = _loop_grads(model, lambda i: _gpt2_loss(model, samples[i]), len(samples), params)
+    norms = feats.per_sample_grad_norms(model, samples, batch_size=5, max_grad_entries=3000, progress=False)
+    torch.testing.assert_close(norms.double(), grads.norm(dim=1), rtol=1e-5, atol=1e-6)

@@ -271,8 +271,7 @@ class _Projector:
         else:
             step = max(1, min(size, budget // max(f.weight.numel(), 1)))
             for s in range(0, size, step):
-                piece = Factors(weight=f.weight, v=f.v[s:s + step], u=None if f.u is None else f.u[s:s + step],
-                                ids=None if f.ids is None else f.ids[s:s + step])
+                piece = f.samples(s, s + step)
                 self.add_dense(f.weight, s, s + piece.v.shape[0], piece.dense().reshape(piece.v.shape[0], -1))
         if f.bias is not None and f.bias_param is not None:
             self.add_dense(f.bias_param, 0, size, f.bias.float())
@@ -412,18 +411,21 @@ def per_sample_grad_norms(model: nn.Module, data: Any, *, task: Any = None,
             sq = torch.zeros(size, dtype=torch.float32, device=device)
             if hooked:
                 _, factors = run_with_capture(hooked, lambda: task.per_sample_loss(model, batch))
-                shared: dict[int, torch.Tensor] = {}
+                shared: dict[int, list[Factors]] = {}
                 for f in factors:
                     if f.bias is not None:
                         sq += f.bias.float().square().sum(1)
                     if sum(g.weight is f.weight for g in factors) == 1:
                         sq += _factor_sq_norms(f, backend)
                     else:
-                        # a weight used more than once: the norm of the sum needs the gradient itself
-                        d = f.dense()
-                        shared[id(f.weight)] = d if id(f.weight) not in shared else shared[id(f.weight)] + d
-                for d in shared.values():
-                    sq += d.reshape(size, -1).square().sum(1)
+                        shared.setdefault(id(f.weight), []).append(f)
+                for uses in shared.values():
+                    # a weight used more than once: the norm of the sum needs the gradient itself, built a few
+                    # samples at a time
+                    step = max(1, min(size, max_grad_entries // max(uses[0].weight.numel(), 1)))
+                    for s in range(0, size, step):
+                        grad = torch.stack([f.samples(s, s + step).dense() for f in uses]).sum(0)
+                        sq[s:s + step] += grad.reshape(grad.shape[0], -1).square().sum(1)
             for _, start, stop, g in _generic_stream(model, task, batch, size, rest, method, max_grad_entries):
                 sq[start:stop] += g.float().square().sum(1)
             out[row:row + size] = sq.sqrt().cpu()

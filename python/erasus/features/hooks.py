@@ -35,6 +35,11 @@ class Factors:
     bias_param: torch.Tensor | None = None
     bias: torch.Tensor | None = None
 
+    def samples(self, start: int, stop: int) -> "Factors":
+        """The same factors for samples ``start:stop`` (bias gradient dropped)."""
+        return Factors(weight=self.weight, v=self.v[start:stop], u=None if self.u is None else self.u[start:stop],
+                       ids=None if self.ids is None else self.ids[start:stop])
+
     def dense(self) -> torch.Tensor:
         """The per-sample weight gradients (B, *weight.shape), float32."""
         b = self.v.shape[0]
