@@ -177,3 +177,12 @@ def test_row_offset_projects_a_long_vector_in_pieces(backend):
     pieces = K.jl_project(g[:, :130], 40, seed=1, backend=backend) + K.jl_project(
         g[:, 130:], 40, seed=1, row_offset=130, backend=backend)
     torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_empty_inputs_give_empty_or_zero_results(backend):
+    assert K.jl_project(torch.randn(0, 10), 3, seed=0, backend=backend).shape == (0, 3)
+    assert torch.equal(K.jl_project(torch.randn(2, 0), 3, seed=0, backend=backend), torch.zeros(2, 3))
+    assert K.kronecker_project(torch.randn(0, 3, 4), torch.randn(0, 3, 2), 2, 2, seed=0,
+                               backend=backend).shape == (0, 4)
+    assert torch.equal(K.ghost_norms(torch.randn(2, 0, 4), torch.randn(2, 0, 2), backend=backend), torch.zeros(2))

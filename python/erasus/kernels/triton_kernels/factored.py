@@ -69,6 +69,8 @@ def kronecker_project(acts: torch.Tensor, grads: torch.Tensor, p_in: int, p_out:
     """(B, p_out * p_in) float32: project a and g with the fused JL kernel, then reduce over tokens."""
     b, t, d_in = acts.shape
     d_out = grads.shape[-1]
+    if b * t == 0:
+        return torch.zeros(b, p_out * p_in, dtype=torch.float32, device=acts.device)
     a_p = jl_project(acts.reshape(b * t, d_in), p_in, seed=seed_in, kind=kind).reshape(b, t, p_in)
     g_p = jl_project(grads.reshape(b * t, d_out), p_out, seed=seed_out, kind=kind).reshape(b, t, p_out)
     out = torch.empty(b, p_out, p_in, dtype=torch.float32, device=acts.device)
@@ -84,6 +86,8 @@ def ghost_norms(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """(B,) float32 per-sample squared Frobenius norms from the T x T Gram identity."""
     b, t, d_in = acts.shape
     d_out = grads.shape[-1]
+    if b * t == 0:
+        return torch.zeros(b, dtype=torch.float32, device=acts.device)
     if interpreting() and acts.dtype == torch.bfloat16:
         acts, grads = acts.float(), grads.float()
     acts, grads = acts.contiguous(), grads.contiguous()

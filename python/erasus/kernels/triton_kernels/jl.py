@@ -115,6 +115,8 @@ def jl_matrix(seed: int, n_rows: int, proj_dim: int, *, kind: str, device: torch
 def jl_project(g: torch.Tensor, proj_dim: int, *, seed: int, kind: str, row_offset: int = 0) -> torch.Tensor:
     """``g @ R / sqrt(proj_dim)`` for contiguous-row g of shape (n, d) in fp32/fp16/bf16; float32 (n, p) out."""
     n, d = g.shape
+    if n == 0 or d == 0:
+        return torch.zeros(n, proj_dim, dtype=torch.float32, device=g.device)
     if interpreting() and g.dtype == torch.bfloat16:
         g = g.float()  # numpy (the interpreter) has no bfloat16; the values are exact in float32
     if g.stride(1) != 1:
