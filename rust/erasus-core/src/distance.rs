@@ -5,6 +5,8 @@
 //! AVX2 or AVX-512 for it (Rust never contracts `a * b + c` into an FMA), whatever thread runs it.
 //! That is what lets a pruned loop and a naive loop agree bit for bit.
 
+use rayon::prelude::*;
+
 /// Width of the accumulator; 16 f32 = one AVX-512 register or two AVX2 registers.
 const LANES: usize = 16;
 
@@ -150,6 +152,37 @@ pub fn argmin_pair(a: (f32, usize), b: (f32, usize)) -> (f32, usize) {
 /// Rows per parallel task. Fixed (not derived from the thread count) so the work split, and with
 /// it every reduction, is the same on any pool.
 pub const CHUNK_ROWS: usize = 2048;
+
+/// A pass over fewer matrix elements than this runs its chunks on the calling thread: waking the
+/// pool costs more than it saves (the per-step passes of a greedy run thousands of times). The
+/// chunks, and so the result, are the same either way.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 18;
+
+/// Maps `f` over `rows` in chunks of [`CHUNK_ROWS`] rows (each with its chunk of `per_row`) and
+/// reduces the results with `reduce`, which must be associative and commutative (arg-min/max with
+/// index ties), so the answer is the same in parallel or serially, on any pool.
+pub fn reduce_row_chunks<T, P, F, R>(rows: &[f32], d: usize, per_row: &[P], identity: T, f: F, reduce: R) -> T
+where
+    T: Send + Sync + Copy,
+    P: Sync,
+    F: Fn(usize, &[f32], &[P]) -> T + Sync + Send,
+    R: Fn(T, T) -> T + Sync + Send,
+{
+    let work = |(c, (r, p)): (usize, (&[f32], &[P]))| f(c * CHUNK_ROWS, r, p);
+    if rows.len() >= PARALLEL_MIN_ELEMENTS {
+        rows.par_chunks(CHUNK_ROWS * d)
+            .zip(per_row.par_chunks(CHUNK_ROWS))
+            .enumerate()
+            .map(work)
+            .reduce(|| identity, reduce)
+    } else {
+        rows.chunks(CHUNK_ROWS * d)
+            .zip(per_row.chunks(CHUNK_ROWS))
+            .enumerate()
+            .map(work)
+            .fold(identity, reduce)
+    }
+}
 
 #[inline(always)]
 fn nearest_row_impl(rows: &[f32], d: usize, start: usize, excluded: &[bool], target: &[f32]) -> (f32, usize) {

@@ -10,7 +10,7 @@
 //! kept in f64; `r_t` is rounded to f32 and distances use the shared 16-lane f32 kernel. Ties go to
 //! the smallest row index, and the result does not depend on the number of threads.
 
-use crate::distance::{argmin_pair, nearest_row, Isa, CHUNK_ROWS};
+use crate::distance::{argmin_pair, nearest_row, reduce_row_chunks, Isa, CHUNK_ROWS};
 use crate::error::Result;
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
@@ -57,13 +57,16 @@ pub fn herding(x: MatrixView<'_>, k: usize) -> Result<Selection> {
             .iter_mut()
             .zip(mean.iter().zip(&sum))
             .for_each(|(r, (m, s))| *r = (scale * m - s) as f32);
-        let (_, pick) = x
-            .data()
-            .par_chunks(CHUNK_ROWS * d)
-            .zip(selected.par_chunks(CHUNK_ROWS))
-            .enumerate()
-            .map(|(c, (rows, excluded))| nearest_row(isa, rows, d, c * CHUNK_ROWS, excluded, &target))
-            .reduce(|| (f32::INFINITY, usize::MAX), argmin_pair);
+        let nearest =
+            |start: usize, rows: &[f32], excluded: &[bool]| nearest_row(isa, rows, d, start, excluded, &target);
+        let (_, pick) = reduce_row_chunks(
+            x.data(),
+            d,
+            &selected,
+            (f32::INFINITY, usize::MAX),
+            nearest,
+            argmin_pair,
+        );
         // check_k guarantees an unselected row at every step, so `pick` is a real row.
         selected[pick] = true;
         indices.push(pick);
@@ -136,8 +139,9 @@ mod tests {
 
     #[test]
     fn same_result_on_one_and_two_threads() {
-        let data = mat(9000, 7, 2);
-        let x = MatrixView::new(&data, 9000, 7).unwrap();
+        // Large enough for the parallel path (n d >= PARALLEL_MIN_ELEMENTS).
+        let data = mat(40_000, 7, 2);
+        let x = MatrixView::new(&data, 40_000, 7).unwrap();
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| herding(x, 30).unwrap())

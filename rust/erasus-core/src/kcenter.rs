@@ -18,7 +18,9 @@
 //! Cosine distance `1 - cos` is not a metric, but `sqrt(1 - cos)` is (half the chord length between
 //! the unit vectors), which gives the test `s(c, a_i) < 4 s(x_i, a_i)` on cosine distances.
 
-use crate::distance::{argmax_pair, cosine_distance, multiversion, sq_euclidean, Isa, CHUNK_ROWS};
+use crate::distance::{
+    argmax_pair, cosine_distance, multiversion, sq_euclidean, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
+};
 use crate::error::{CoreError, Result};
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
@@ -295,12 +297,22 @@ impl<'a> Greedy<'a> {
             pruning: self.pruning,
         };
         let isa = self.isa;
-        self.min_dist
-            .par_chunks_mut(CHUNK_ROWS)
-            .zip(self.assign.par_chunks_mut(CHUNK_ROWS))
-            .enumerate()
-            .map(|(ci, (m, a))| step_chunk(isa, &step, ci * CHUNK_ROWS, m, a))
-            .reduce(|| (SELECTED, usize::MAX), argmax_pair)
+        let work = |(ci, (m, a)): (usize, (&mut [f32], &mut [u32]))| step_chunk(isa, &step, ci * CHUNK_ROWS, m, a);
+        if data.len() >= PARALLEL_MIN_ELEMENTS {
+            self.min_dist
+                .par_chunks_mut(CHUNK_ROWS)
+                .zip(self.assign.par_chunks_mut(CHUNK_ROWS))
+                .enumerate()
+                .map(work)
+                .reduce(|| (SELECTED, usize::MAX), argmax_pair)
+        } else {
+            self.min_dist
+                .chunks_mut(CHUNK_ROWS)
+                .zip(self.assign.chunks_mut(CHUNK_ROWS))
+                .enumerate()
+                .map(work)
+                .fold((SELECTED, usize::MAX), argmax_pair)
+        }
     }
 }
 
@@ -537,24 +549,23 @@ mod tests {
 
     #[test]
     fn same_result_on_one_and_two_threads() {
-        let (n, d) = (10_000, 5);
+        // Large enough for the parallel path (n d >= PARALLEL_MIN_ELEMENTS).
+        let (n, d) = (60_000, 5);
         let data = clustered(n, d, 4);
         let x = MatrixView::new(&data, n, d).unwrap();
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                kcenter(
-                    x,
-                    50,
-                    &KCenterOptions {
-                        metric: Metric::Cosine,
-                        ..Default::default()
-                    },
-                )
-                .unwrap()
-            })
-        };
-        assert_eq!(run(1), run(2));
+        for metric in [Metric::Euclidean, Metric::Cosine] {
+            let opts = KCenterOptions {
+                metric,
+                ..Default::default()
+            };
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| kcenter(x, 40, &opts).unwrap())
+            };
+            let one = run(1);
+            assert_eq!(one, run(2));
+            assert_eq!(one, kcenter_naive(x, 40, &opts).unwrap());
+        }
     }
 
     proptest! {

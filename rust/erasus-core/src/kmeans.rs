@@ -9,7 +9,9 @@
 //! cluster keeps its previous centroid. Centroids are summed in f64, cluster by cluster in row order,
 //! so the result does not depend on the number of threads.
 
-use crate::distance::{argmin_pair, multiversion, nearest_row, sq_euclidean, Isa, CHUNK_ROWS};
+use crate::distance::{
+    argmin_pair, multiversion, nearest_row, reduce_row_chunks, sq_euclidean, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
+};
 use crate::error::{CoreError, Result};
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
@@ -86,10 +88,18 @@ fn seed_rows(x: &MatrixView<'_>, k: usize, seed: u64, isa: Isa) -> Vec<usize> {
             return seeds;
         }
         let center = x.row(next);
-        x.data()
-            .par_chunks(CHUNK_ROWS * d)
-            .zip(min_dist.par_chunks_mut(CHUNK_ROWS))
-            .for_each(|(rows, m)| min_update(isa, rows, d, center, m));
+        let update = |(rows, m): (&[f32], &mut [f32])| min_update(isa, rows, d, center, m);
+        if x.data().len() >= PARALLEL_MIN_ELEMENTS {
+            x.data()
+                .par_chunks(CHUNK_ROWS * d)
+                .zip(min_dist.par_chunks_mut(CHUNK_ROWS))
+                .for_each(update);
+        } else {
+            x.data()
+                .chunks(CHUNK_ROWS * d)
+                .zip(min_dist.chunks_mut(CHUNK_ROWS))
+                .for_each(update);
+        }
         let chunk_sums: Vec<f64> = min_dist
             .par_chunks(CHUNK_ROWS)
             .map(|c| c.iter().map(|&v| v as f64).sum::<f64>())
@@ -200,13 +210,8 @@ pub fn kmeans(x: MatrixView<'_>, k: usize, opts: &KMeansOptions) -> Result<Selec
     let mut taken = vec![false; n];
     let mut indices = Vec::with_capacity(k);
     for c in centroids.chunks_exact(d) {
-        let (_, row) = x
-            .data()
-            .par_chunks(CHUNK_ROWS * d)
-            .zip(taken.par_chunks(CHUNK_ROWS))
-            .enumerate()
-            .map(|(ci, (rows, t))| nearest_row(isa, rows, d, ci * CHUNK_ROWS, t, c))
-            .reduce(|| (f32::INFINITY, usize::MAX), argmin_pair);
+        let nearest = |start: usize, rows: &[f32], t: &[bool]| nearest_row(isa, rows, d, start, t, c);
+        let (_, row) = reduce_row_chunks(x.data(), d, &taken, (f32::INFINITY, usize::MAX), nearest, argmin_pair);
         // k <= n, so an untaken row always exists.
         taken[row] = true;
         indices.push(row);
@@ -284,8 +289,8 @@ mod tests {
 
     #[test]
     fn same_result_on_one_and_two_threads() {
-        let data = blobs(7000, 5, 3);
-        let x = MatrixView::new(&data, 7000, 5).unwrap();
+        let data = blobs(60_000, 5, 3);
+        let x = MatrixView::new(&data, 60_000, 5).unwrap();
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
