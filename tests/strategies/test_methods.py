@@ -215,3 +215,13 @@ def test_dp_finetune_reports_epsilon_within_target(digits):
     s.unlearn(model=digits.original, forget_data=digits.forget, retain_data=digits.retain, epochs=1, progress=False)
     assert 0 < s.info_["epsilon_spent"] <= 2.0 + 1e-6
     assert s.info_["noise_multiplier"] > 0
+
+
+def test_dp_finetune_refuses_batchnorm_with_a_clear_error():
+    pytest.importorskip("opacus")
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 2))
+    saved = [t.clone() for t in model.state_dict().values()]
+    data = (torch.randn(16, 4), torch.randint(0, 2, (16,)))
+    with pytest.raises(erasus.InvalidInputError, match="BatchNorm"):
+        erasus.get_strategy("dp_finetune").unlearn(model=model, forget_data=data, retain_data=data, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved))

@@ -55,6 +55,15 @@ class DPFinetune(UnlearningStrategy):
                             generator=torch.Generator().manual_seed(run.seed))
         optimizer = run.make_optimizer(run.trainable(model))
         model.train()
+        from opacus.validators import ModuleValidator
+
+        problems = ModuleValidator.validate(model, strict=False)
+        if problems:
+            raise InvalidInputError(
+                "dp_finetune cannot train this model with DP-SGD: "
+                + "; ".join(str(p) for p in problems)[:500]
+                + " (opacus.validators.ModuleValidator.fix(model) swaps BatchNorm for GroupNorm, then re-train)"
+            )
         with warnings.catch_warnings():
             # opacus warns that its secure RNG is off: reproducible seeds are the point here
             warnings.filterwarnings("ignore", message="Secure RNG turned off")
