@@ -74,3 +74,18 @@ def test_auto_errors(emb):
         erasus.get_selector("auto", feature_kind="pixels")
     with pytest.raises(InvalidInputError, match="needs features"):
         erasus.get_selector("auto").select(3)
+
+
+@pytest.mark.parametrize("method", ["el2n", "moderate", "influence", "gradmatch", "glister", "voting", "auto",
+                                    "data_shapley", "representer"])
+def test_selections_serialise_to_json(emb, method):
+    import json
+
+    from erasus import Selection
+
+    x, y = emb
+    opts = {"selectors": ["el2n", "moderate"]} if method == "voting" else {}
+    sel = erasus.select(x[:30, :3], 4, method=method, labels=y[:30], **opts)
+    back = Selection.from_dict(json.loads(json.dumps(sel.to_dict())))
+    np.testing.assert_array_equal(back.indices, sel.indices)
+    assert back.metadata.keys() == sel.metadata.keys()

@@ -35,7 +35,7 @@ def test_glister_greedy_matches_an_autograd_reference():
     sel = erasus.get_selector("glister", eta=0.5).select(6, features=f, labels=y, val_features=fv, val_labels=yv,
                                                          head=(w, b))
     assert sel.indices.tolist() == _autograd_greedy(f, y, fv, yv, w, b, 6, 0.5)
-    losses = sel.metadata["val_losses"]
+    losses = np.asarray(sel.metadata["val_losses"])
     assert losses[-1] < losses[0]  # the greedy steps lower the validation loss
     assert np.all(sel.gains > 0)
 

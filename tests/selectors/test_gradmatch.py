@@ -42,7 +42,7 @@ def test_gradmatch_objective_never_increases_and_weights_are_nonnegative(lam):
     rng = np.random.default_rng(5)
     g = rng.normal(size=(60, 16)) + 0.3
     sel = erasus.get_selector("gradmatch", lam=lam).select(15, features=g)
-    obj = sel.metadata["objectives"]
+    obj = np.asarray(sel.metadata["objectives"])
     w = sel.weights.astype(np.float64)
     direct = np.sum((g[sel.indices].T @ w - g.sum(0)) ** 2) + lam * w @ w
     np.testing.assert_allclose(obj[-1], direct, rtol=1e-4)

@@ -46,7 +46,7 @@ def test_exact_influence_matches_leave_one_out_retraining(logistic):
     n = x.shape[0]
     sel = erasus.get_selector("influence", approximation="exact", damping=LAM).select(
         n, model=model, data=(x, y), target=(xt, yt))
-    scores = sel.metadata["scores"]
+    scores = np.asarray(sel.metadata["scores"])
     with torch.no_grad():
         base = torch.nn.functional.cross_entropy(model(xt), yt).item()
     loo = []

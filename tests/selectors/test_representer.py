@@ -17,7 +17,7 @@ def test_representer_decomposition_reproduces_the_refit_predictions(feats):
     f, y, ft = feats
     l2 = 0.01
     sel = erasus.get_selector("representer", l2=l2).select(5, features=f, labels=y)
-    w, alpha = sel.metadata["head"], sel.metadata["alphas"]
+    w, alpha = np.asarray(sel.metadata["head"]), np.asarray(sel.metadata["alphas"])
     assert sel.metadata["stationarity"] < 1e-6
     # independent check of the fit: torch float64 gradient of the regularised objective at W is ~0
     wt = torch.tensor(w, requires_grad=True)
@@ -34,7 +34,7 @@ def test_representer_decomposition_reproduces_the_refit_predictions(feats):
 def test_representer_target_scores_are_contributions_to_target_logits(feats):
     f, y, ft = feats
     sel = erasus.get_selector("representer", l2=0.01).select(5, features=f, labels=y, target_features=ft)
-    alpha, w = sel.metadata["alphas"], sel.metadata["head"]
+    alpha, w = np.asarray(sel.metadata["alphas"]), np.asarray(sel.metadata["head"])
     c = (ft @ w.T).argmax(1)
     ref = np.array([np.mean([alpha[i, c[t]] * f[i] @ ft[t] for t in range(6)]) for i in range(40)])
     np.testing.assert_allclose(sel.metadata["scores"], ref, atol=1e-6)

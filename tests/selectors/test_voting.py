@@ -18,8 +18,8 @@ def _ranks(scores):
 
 def test_borda_and_rrf_fuse_member_rankings(logits):
     z, y = logits
-    a = erasus.select(z, 20, method="el2n", labels=y).metadata["scores"]
-    b = erasus.select(z, 20, method="uncertainty", measure="entropy").metadata["scores"]
+    a = np.asarray(erasus.select(z, 20, method="el2n", labels=y).metadata["scores"])
+    b = np.asarray(erasus.select(z, 20, method="uncertainty", measure="entropy").metadata["scores"])
     ra, rb = _ranks(a), _ranks(b)
     borda, rrf = np.zeros(20), np.zeros(20)
     for r in (ra, rb):

@@ -20,6 +20,7 @@ from .base import Selector
 
 __all__ = [
     "ContextSelector",
+    "plain",
     "as_array",
     "as_labels",
     "eval_mode",
@@ -41,8 +42,21 @@ def rank(scores: np.ndarray, *, largest: bool = True) -> np.ndarray:
     return np.argsort(-s if largest else s, kind="stable")
 
 
+def plain(value: Any) -> Any:
+    """``value`` with numpy arrays / scalars turned into lists / Python numbers, so ``Selection.to_dict()`` is JSON."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def score_selection(scores: np.ndarray, k: int, *, largest: bool = True, metadata: dict[str, Any] | None = None) -> Selection:
-    """The ``k`` best rows by ``scores``, ranked, unit weights; ``metadata['scores']`` holds every score."""
+    """The ``k`` best rows by ``scores``, ranked, unit weights; ``metadata['scores']`` holds every score (a list)."""
     scores = np.asarray(scores, dtype=np.float64)
     if not np.all(np.isfinite(scores)):
         bad = int(np.flatnonzero(~np.isfinite(scores))[0])
@@ -50,7 +64,7 @@ def score_selection(scores: np.ndarray, k: int, *, largest: bool = True, metadat
     order = rank(scores, largest=largest)[:k]
     meta = {"scores": scores, "largest": largest}
     meta.update(metadata or {})
-    return Selection(order, np.ones(k, dtype=np.float32), gains=scores[order], metadata=meta)
+    return Selection(order, np.ones(k, dtype=np.float32), gains=scores[order], metadata=plain(meta))
 
 
 def as_labels(labels: Any, n: int, *, what: str = "labels") -> np.ndarray:

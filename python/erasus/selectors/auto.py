@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..registry import get_selector, register_selector
 from ..selection import Selection, as_features, resolve_k
-from ._common import ContextSelector
+from ._common import ContextSelector, model_outputs, plain
 
 __all__ = ["AutoSelector", "choose_selector"]
 
@@ -161,15 +161,13 @@ class AutoSelector(ContextSelector):
 
             emb = feats.embeddings(model, data, task=task, progress=False)
             if labels is None and modality != "text":
-                from ._common import model_outputs
-
                 labels = model_outputs(model, data, task=task)[1]
             sel = chosen.select(k, features=emb, labels=labels)
         elif kind == "none":
             sel = chosen.select(k, features=np.zeros((n, 1), dtype=np.float32))
         else:
             sel = chosen.select(k, model=model, data=data, labels=labels, task=task)
-        meta = dict(sel.metadata)
+        meta = plain(dict(sel.metadata))
         meta["auto"] = {"choice": name, "options": opts, "features": kind, "reason": reason}
         return Selection(sel.indices, sel.weights, sel.gains, sel.objective, self.registry_name, meta)
 

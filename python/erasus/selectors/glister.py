@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..registry import register_selector
 from ..selection import Selection
-from ._common import ContextSelector, as_array, as_labels, head_inputs
+from ._common import ContextSelector, as_array, as_labels, head_inputs, plain
 from .el2n import softmax
 
 __all__ = ["GlisterSelector", "glister_greedy"]
@@ -100,4 +100,4 @@ class GlisterSelector(ContextSelector):
             w = np.hstack([w, as_array(bias, name="bias", ndim=1)[:, None]])
         order, gains, losses = glister_greedy(f, y, fv, yv, w, k, eta=self.eta, progress=self.progress)
         return Selection(order, np.ones(k, dtype=np.float32), gains=gains, objective=float(losses[-1]),
-                         metadata={"val_losses": losses})
+                         metadata=plain({"val_losses": losses}))

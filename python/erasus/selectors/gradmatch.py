@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..registry import register_selector
 from ..selection import Selection
-from ._common import ContextSelector, as_array
+from ._common import ContextSelector, as_array, plain
 
 __all__ = ["GradMatchSelector", "omp_gradmatch"]
 
@@ -93,4 +93,4 @@ class GradMatchSelector(ContextSelector):
             target = g.sum(axis=0)
         idx, w, res = omp_gradmatch(g, target, k, lam=self.lam, progress=self.progress)
         return Selection(idx, w, gains=-np.diff(res, prepend=target @ target), objective=float(res[-1]),
-                         metadata={"objectives": res, "target_norm": float(np.linalg.norm(target))})
+                         metadata=plain({"objectives": res, "target_norm": float(np.linalg.norm(target))}))

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..registry import register_selector
 from ..selection import Selection
-from ._common import ContextSelector, as_labels, head_inputs
+from ._common import ContextSelector, as_labels, head_inputs, plain
 
 __all__ = ["ModerateSelector", "moderate_distances"]
 
@@ -54,4 +54,4 @@ class ModerateSelector(ContextSelector):
         median = float(np.median(d))
         order = window[np.argsort(np.abs(d[window] - median), kind="stable")]
         return Selection(order, np.ones(k, dtype=np.float32), gains=d[order],
-                         metadata={"scores": d, "median_distance": median})
+                         metadata=plain({"scores": d, "median_distance": median}))

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ErasusTypeError, InvalidInputError
 from ..registry import get_selector, register_selector
 from ..selection import Selection, as_features, resolve_k
-from ._common import ContextSelector
+from ._common import ContextSelector, plain
 from .base import Selector
 
 __all__ = ["VotingSelector", "fuse_rankings"]
@@ -104,8 +104,8 @@ class VotingSelector(ContextSelector):
         fused = fuse_rankings(rankings, n, rule=self.rule, weights=self.weights, rrf_k=self.rrf_k, depth=depth)
         order = np.argsort(-fused, kind="stable")[:k]
         return Selection(order, np.ones(k, dtype=np.float32), gains=fused[order], method=self.registry_name,
-                         metadata={"scores": fused, "rule": self.rule, "members": names,
-                                   "member_rankings": rankings})
+                         metadata=plain({"scores": fused, "rule": self.rule, "members": names,
+                                         "member_rankings": rankings}))
 
     def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
         return self.select(k, features=x, labels=labels)
