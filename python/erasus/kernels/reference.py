@@ -199,8 +199,8 @@ def ghost_norms(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         return a.square().sum((1, 2)) * g.square().sum((1, 2))
     gram = t * t <= d_in * d_out
     per_sample = t * t if gram else d_in * d_out
-    step = max(1, _TILE_ENTRIES // per_sample)
-    out = torch.empty(b, dtype=torch.float32, device=acts.device)
+    step = max(1, _TILE_ENTRIES // max(per_sample, 1))
+    out = torch.zeros(b, dtype=torch.float32, device=acts.device)
     for s in range(0, b, step):
         ac, gc = a[s:s + step], g[s:s + step]
         if gram:
