@@ -225,3 +225,27 @@ def test_dp_finetune_refuses_batchnorm_with_a_clear_error():
     with pytest.raises(erasus.InvalidInputError, match="BatchNorm"):
         erasus.get_strategy("dp_finetune").unlearn(model=model, forget_data=data, retain_data=data, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved))
+
+
+def test_wrong_labels_are_uniform_over_the_other_classes():
+    from erasus.strategies.base import random_labels
+
+    y = torch.arange(10).repeat(2000)
+    g = torch.Generator().manual_seed(0)
+    wrong = random_labels(y, 10, exclude_true=True, generator=g)
+    assert not torch.any(wrong == y)
+    counts = torch.bincount((wrong - y) % 10, minlength=10)[1:].double()
+    assert counts.min() > 0.85 * counts.mean()  # 9 offsets, ~2222 each
+
+
+def test_boundary_shrink_neighbour_labels_match_a_manual_fgsm(digits):
+    s = erasus.get_strategy("boundary_shrink", epsilon=0.1)
+    s.unlearn(model=digits.original, forget_data=digits.forget, steps=1, progress=False)
+    model = copy.deepcopy(digits.original)
+    x = digits.x_forget.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(x), digits.y_forget, reduction="sum")
+    (gx,) = torch.autograd.grad(loss, x)
+    with torch.no_grad():
+        logits = model(digits.x_forget + 0.1 * gx.sign())
+    logits[torch.arange(len(logits)), digits.y_forget] = -float("inf")
+    assert torch.equal(s.info_["neighbour_labels"], logits.argmax(1))
