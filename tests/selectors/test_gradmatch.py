@@ -3,7 +3,9 @@ import itertools
 import erasus
 import numpy as np
 import pytest
+import torch
 from erasus.errors import InvalidInputError
+from erasus.features import per_sample_gradients
 from scipy.optimize import nnls
 
 
@@ -59,10 +61,6 @@ def test_gradmatch_errors():
 
 
 def test_gradmatch_from_a_model_uses_projected_per_sample_gradients():
-    import torch
-
-    from erasus.features import per_sample_gradients
-
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
     x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
@@ -72,3 +70,26 @@ def test_gradmatch_from_a_model_uses_projected_per_sample_gradients():
                                                            feature_options={"proj_dim": 64})
     np.testing.assert_array_equal(sel.indices, ref.indices)
     np.testing.assert_allclose(sel.weights, ref.weights, rtol=1e-5)
+
+
+def test_per_class_gradmatch_matches_each_class_sum_within_a_proportional_budget():
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1, 2], [12, 6, 6])
+    g = rng.normal(size=(24, 40)) * rng.uniform(0.2, 3.0, size=(24, 1))
+    sel = erasus.get_selector("gradmatch", lam=0.0, per_class=True).select(4, features=g, labels=y)
+    picked = sel.indices
+    assert sorted(np.bincount(y[picked], minlength=3).tolist()) == [1, 1, 2]  # 4 * (12, 6, 6) / 24
+    assert np.bincount(y[picked], minlength=3)[0] == 2
+    for c in range(3):  # each class's picks are that class's brute-force best subset
+        rows = np.flatnonzero(y == c)
+        mine = [i for i in picked if y[i] == c]
+        _, best_set = _best_subset(g[rows], g[rows].sum(0), len(mine))
+        assert set(mine) == {rows[i] for i in best_set}
+    total = sum(np.sum((g[[i for i in picked if y[i] == c]].T @ sel.weights[y[picked] == c].astype(float)
+                        - g[y == c].sum(0)) ** 2) for c in range(3))
+    np.testing.assert_allclose(sel.objective, total, rtol=1e-4)
+    import json
+
+    json.dumps(sel.to_dict())
+    with pytest.raises(InvalidInputError, match="labels are required"):
+        erasus.get_selector("gradmatch", per_class=True).select(3, features=g)
