@@ -1,0 +1,1 @@
+../python/erasus/kernels/triton_kernels/factored.py

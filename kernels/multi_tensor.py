@@ -1,0 +1,1 @@
+../python/erasus/kernels/triton_kernels/multi_tensor.py

@@ -1,0 +1,1 @@
+../python/erasus/kernels/reference.py
