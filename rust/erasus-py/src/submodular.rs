@@ -15,6 +15,9 @@ use erasus_core::{CoreError, MatrixView, Selection};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+/// `(neighbour ids (n, K), distances (n, K))`.
+type KnnArrays<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
+
 type SelectionArrays<'py> = (
     Bound<'py, PyArray1<i64>>,
     Bound<'py, PyArray1<f32>>,
@@ -150,11 +153,7 @@ pub fn submodular<'py>(
 /// Exact k-nearest-neighbour graph (self included): `(indices uint32 (n, k), distances float32 (n, k))`.
 #[pyfunction]
 #[pyo3(signature = (x, k))]
-pub fn knn_graph<'py>(
-    py: Python<'py>,
-    x: PyReadonlyArray2<'py, f32>,
-    k: usize,
-) -> PyResult<(Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>)> {
+pub fn knn_graph<'py>(py: Python<'py>, x: PyReadonlyArray2<'py, f32>, k: usize) -> PyResult<KnnArrays<'py>> {
     let (data, n, d) = features(&x)?;
     let g = pool::detach(py, || core_knn(MatrixView::new_finite(data, n, d)?, k))?;
     let (rows, cols) = (g.n, g.k);
