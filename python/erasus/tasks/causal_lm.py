@@ -50,9 +50,10 @@ def encode_prompt(
     tokenizer: Any, prompt: str, *, chat_template: bool | None = None, system_prompt: str | None = None
 ) -> list[int]:
     """Token ids of a prompt as the model sees it before the answer (chat template + generation prompt, or
-    the raw text with the tokenizer's special tokens; a lone BOS for an empty prompt)."""
+    the raw text with the tokenizer's special tokens). An empty prompt is plain language modelling: no chat
+    turn, just BOS when the tokenizer has one."""
     use_chat = _has_chat_template(tokenizer) if chat_template is None else bool(chat_template)
-    if use_chat:
+    if use_chat and (prompt or system_prompt):
         if not _has_chat_template(tokenizer):
             raise InvalidInputError("chat_template=True but the tokenizer has no chat_template")
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
