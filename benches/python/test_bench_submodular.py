@@ -106,13 +106,17 @@ def peak_rss(call: str, n: int, k: int, neighbors: int | None = None) -> dict:
         x = b.mixture({n})
         args = (x, {k}) if {neighbors!r} is None else (x, {k}, {neighbors!r})
         import erasus  # imported before the baseline so both libraries start from the same process
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        def status(key):  # VmHWM / VmRSS of this process (ru_maxrss would include the forking parent's peak)
+            for line in open("/proc/self/status"):
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+        base = status("VmRSS")
         t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         sel = b.{call}(*args)
         secs = time.perf_counter() - t
         end = resource.getrusage(resource.RUSAGE_SELF)
         cpu_secs = (end.ru_utime - cpu.ru_utime) + (end.ru_stime - cpu.ru_stime)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = status("VmHWM")
         np.save(sys.argv[1], np.asarray(sel, dtype=np.int64))
         print(json.dumps({{"seconds": secs, "cpu_seconds": cpu_secs, "baseline_rss": base, "peak_rss": peak}}))
     """)
