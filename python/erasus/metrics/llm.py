@@ -263,7 +263,11 @@ def token_stats(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, bat
     loader, tok = lm_loader(data, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
                             answer_key=answer_key, answer_index=answer_index)
     task, dev = CausalLMTask(), _device(model, device)
-    logp_l, mu_l, sig_l, match_l, texts = [], [], [], [], []
+    logp_l: list[np.ndarray] = []
+    mu_l: list[np.ndarray] = []
+    sig_l: list[np.ndarray] = []
+    match_l: list[np.ndarray] = []
+    texts: list[str] = []
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -333,7 +337,8 @@ def multiple_choice_predictions(model: torch.nn.Module, tokenizer: Any, records:
     """Index of the highest-log-likelihood answer letter per WMDP-style record (lm-eval-harness zero-shot)."""
     from ..data.llm import LMDataset, format_multiple_choice
 
-    flat, owners = [], []
+    flat: list[dict[str, str]] = []
+    owners: list[int] = []
     for i, r in enumerate(records):
         prompt, conts = format_multiple_choice(r)
         flat.extend({"prompt": prompt, "answer": c} for c in conts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ class GradDiff(UnlearningStrategy):
         forget, retain = run.forget_stream(), run.retain_stream()
         frozen = copy.deepcopy(model).eval().requires_grad_(False) if retain_loss == "kl" else None
 
-        def retain_term(batch: object) -> torch.Tensor:
+        def retain_term(batch: Any) -> torch.Tensor:
             if frozen is None:
                 return run.task.loss(model, batch)
             with torch.no_grad():

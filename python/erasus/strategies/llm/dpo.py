@@ -44,13 +44,12 @@ def replace_answers(batch: dict[str, torch.Tensor], answers: Sequence[Sequence[i
                     ) -> dict[str, torch.Tensor]:
     """The same prompts with new answer token ids (labels on the new answers only), right-padded."""
     labels, ids = batch["labels"], batch["input_ids"]
-    rows = []
+    rows: list[tuple[list[int], list[int]]] = []
     for i, answer in enumerate(answers):
         scored = (labels[i] != IGNORE_INDEX).nonzero()
         if scored.numel() == 0:
             raise InvalidInputError("a forget sample has no answer tokens to replace")
-        p = int(scored[0])
-        rows.append((ids[i, :p].tolist(), [int(t) for t in answer]))
+        rows.append((ids[i, : int(scored[0])].tolist(), [int(t) for t in answer]))
     width = max(len(p) + len(a) for p, a in rows)
     out = {
         "input_ids": torch.full((len(rows), width), pad_token_id, dtype=torch.long),
@@ -108,7 +107,7 @@ class DPO(LLMStrategy):
         return out
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, beta: float, gamma: float, alpha: float,
-                    default_epochs: float, tokenizer: Any, preferred_key: str, **_: Any) -> torch.nn.Module:
+                    default_epochs: float, tokenizer: Any, preferred_key: str) -> torch.nn.Module:
         tok = tokenizer if tokenizer is not None else _dataset_attr(run.forget, "tokenizer")
         if tok is None:
             raise InvalidInputError(f"{self.registry_name} tokenizes the preferred answers: pass tokenizer=")
