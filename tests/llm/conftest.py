@@ -8,14 +8,13 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from llm_helpers import FORGET, RETAIN, import_transformers_without_repo_root, make_tokenizer, memorise, tiny_gpt2  # noqa: E402
-
+from llm_helpers import FORGET, RETAIN, import_transformers_without_repo_root, make_tokenizer, memorise, tiny_gpt2
 
 import_transformers_without_repo_root()
 # Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the 2 cores.
 torch.set_num_threads(1)
 
-from erasus.data.llm import LMDataset  # noqa: E402
+from erasus.data.llm import LMDataset
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,10 @@ import copy
 
 import pytest
 import torch
-
 from erasus.data.llm import LMCollator, LMDataset
 from erasus.errors import InvalidInputError
 from erasus.tasks import infer_task
 from erasus.tasks.causal_lm import IGNORE_INDEX, CausalLMTask, encode_prompt, encode_prompt_answer
-
 from llm_helpers import FORGET, tiny_gpt2, tiny_llama
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from erasus.data import IndexedDataset, as_loader, subset
 from erasus.data.llm import (
     LMDataset,

@@ -8,9 +8,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from erasus.registry import get_strategy
-
 from llm_helpers import DIST_NPO, distributed_npo_worker
 
 

@@ -7,17 +7,15 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from rouge_score import rouge_scorer
-from scipy.stats import ks_2samp
-from sklearn.metrics import roc_auc_score
-
 from erasus.data.llm import LMDataset, format_multiple_choice
 from erasus.errors import InvalidInputError
 from erasus.metrics import llm as M
 from erasus.registry import get_metric
 from erasus.tasks.causal_lm import IGNORE_INDEX, CausalLMTask
-
 from llm_helpers import FORGET, PERTURBED, RETAIN, tiny_gpt2
+from rouge_score import rouge_scorer
+from scipy.stats import ks_2samp
+from sklearn.metrics import roc_auc_score
 
 
 def test_rouge_recall_matches_rouge_score():

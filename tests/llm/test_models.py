@@ -6,11 +6,9 @@ import importlib.util
 
 import pytest
 import torch
-
 from erasus.errors import InvalidInputError, MissingDependencyError
 from erasus.models import activation_hooks, decoder_layers, load_causal_lm
 from erasus.registry import get_model
-
 from llm_helpers import tiny_gpt2, tiny_llama
 
 

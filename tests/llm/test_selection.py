@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import erasus
 import numpy as np
 import torch
-
-import erasus
 from erasus.data import subset
 from erasus.data.llm import LMDataset
 from erasus.features import per_sample_gradients
 from erasus.registry import get_strategy
 from erasus.tasks.causal_lm import CausalLMTask
-
 from llm_helpers import FORGET
 
 

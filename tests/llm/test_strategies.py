@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from erasus.data import subset
 from erasus.errors import InvalidInputError
 from erasus.registry import get_strategy
@@ -18,7 +17,6 @@ from erasus.strategies.llm.simnpo import simnpo_loss
 from erasus.strategies.llm.token_masking import forget_specific_tokens
 from erasus.strategies.llm.undial import undial_loss
 from erasus.tasks.causal_lm import IGNORE_INDEX, CausalLMTask
-
 from llm_helpers import tiny_gpt2
 
 TASK = CausalLMTask()
@@ -140,7 +138,7 @@ def test_rmu_trains_only_mlp_of_chosen_blocks(memorised):
 
 
 def test_coreset_weights_equal_training_on_the_subset(memorised):
-    model, forget, retain = memorised
+    model, forget, _ = memorised
     # SGD: Adam's normalisation would blow float noise on (mathematically) zero gradients up to +-lr
     kw = dict(steps=3, progress=False, batch_size=4, lr=1e-2)
     npo = get_strategy("npo", optimizer="sgd")
@@ -171,7 +169,7 @@ def test_lora_npo_merges_into_a_plain_model(memorised):
 
 
 def test_bf16_autocast_runs_and_rejects_fp16(memorised):
-    model, forget, retain = memorised
+    model, forget, _ = memorised
     out = get_strategy("npo", lr=1e-3, mixed_precision="bf16").unlearn(
         model=model, forget_data=forget, steps=2, progress=False, batch_size=4)
     assert out.transformer.h[0].mlp.c_fc.weight.dtype == torch.float32
@@ -182,7 +180,7 @@ def test_bf16_autocast_runs_and_rejects_fp16(memorised):
 def test_dpo_reads_preferred_answers_and_rejects_missing_ones(memorised, tokenizer):
     from erasus.data.llm import LMDataset
 
-    model, forget, retain = memorised
+    model, forget, _ = memorised
     records = [dict(r, preferred_answer="I do not know .") for r in forget.records]
     ds = LMDataset(records, tokenizer, max_length=32)
     out = get_strategy("dpo", lr=1e-3, batch_size=4).unlearn(model=model, forget_data=ds, steps=15, progress=False)
@@ -220,3 +218,17 @@ def test_grad_diff_kl_retain_loss(memorised):
     with pytest.raises(InvalidInputError, match="retain_loss"):
         get_strategy("grad_diff", retain_loss="l2").unlearn(model=model, forget_data=forget, retain_data=retain,
                                                             steps=1, progress=False)
+
+
+def test_raw_records_through_a_collating_loader(memorised, tokenizer):
+    from erasus.data.llm import LMCollator
+    from erasus.metrics.llm import token_stats
+    from torch.utils.data import DataLoader
+
+    model, forget, retain = memorised
+    loader = DataLoader(forget.records, batch_size=4, collate_fn=LMCollator(tokenizer, max_length=32))
+    out = get_strategy("npo", lr=1e-3, alpha=10.0).unlearn(model=model, forget_loader=loader, retain_data=retain,
+                                                           steps=15, progress=False)
+    assert _prob(out, forget) < 0.5 * _prob(model, forget)
+    before = token_stats(model, loader).avg_nll
+    assert before == pytest.approx(token_stats(model, forget).avg_nll, rel=1e-5)

@@ -25,16 +25,16 @@ from ..errors import ErasusTypeError, InvalidInputError, require
 from ..tasks.causal_lm import encode_prompt_answer, pad_encoded
 
 __all__ = [
-    "TOFU_SPLITS",
     "MUSE_SPLITS",
-    "read_records",
-    "load_tofu",
-    "load_muse",
-    "load_multiple_choice",
-    "format_multiple_choice",
-    "load_text",
-    "LMDataset",
+    "TOFU_SPLITS",
     "LMCollator",
+    "LMDataset",
+    "format_multiple_choice",
+    "load_multiple_choice",
+    "load_muse",
+    "load_text",
+    "load_tofu",
+    "read_records",
 ]
 
 TOFU_HUB = "locuslab/TOFU"

@@ -42,23 +42,23 @@ from .base import Metric
 
 __all__ = [
     "TokenStats",
-    "token_stats",
+    "aggregate_truth_ratio",
     "answer_probability",
     "exact_memorization",
     "extraction_strength",
-    "perplexity",
-    "rouge_recall",
-    "truth_ratios",
-    "aggregate_truth_ratio",
     "forget_quality",
-    "model_utility",
-    "min_k_score",
-    "min_k_plus_plus_score",
-    "zlib_score",
-    "mia_auc",
-    "privleak",
     "generate_answers",
+    "mia_auc",
+    "min_k_plus_plus_score",
+    "min_k_score",
+    "model_utility",
     "multiple_choice_predictions",
+    "perplexity",
+    "privleak",
+    "rouge_recall",
+    "token_stats",
+    "truth_ratios",
+    "zlib_score",
 ]
 
 
@@ -554,7 +554,7 @@ class MultipleChoiceAccuracyMetric(_LMMetric):
 _ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "gradnorm")
 
 
-def _attack_scores(metric: "LMMembershipMetric", model: torch.nn.Module, data: Any,
+def _attack_scores(metric: LMMembershipMetric, model: torch.nn.Module, data: Any,
                    reference_model: torch.nn.Module | None) -> np.ndarray:
     if metric.attack == "gradnorm":
         return _grad_norm_scores(model, data, tokenizer=metric.tokenizer, p=metric.p, max_length=metric.max_length,

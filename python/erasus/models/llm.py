@@ -20,7 +20,7 @@ import torch
 from ..errors import InvalidInputError, MissingDependencyError, require
 from ..registry import register_model
 
-__all__ = ["CausalLM", "load_causal_lm", "load_smollm2", "decoder_layers", "activation_hooks"]
+__all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2"]
 
 # attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
 _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers")

@@ -24,11 +24,11 @@ from .classification import logits_of
 __all__ = [
     "IGNORE_INDEX",
     "CausalLMTask",
+    "answer_log_likelihood",
     "encode_prompt",
     "encode_prompt_answer",
     "pad_encoded",
     "token_log_probs",
-    "answer_log_likelihood",
 ]
 
 IGNORE_INDEX = -100

@@ -10,8 +10,8 @@ import torch
 
 from ...errors import InvalidInputError
 from ...models.llm import activation_hooks, decoder_layers
-from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ...registry import register_strategy
+from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ..base import Run
 from .common import LLMStrategy, frozen_reference, sequence_log_prob
 from .npo import npo_loss
@@ -50,7 +50,8 @@ def trace_layers(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, nois
         one = {k: v.repeat(samples, 1) for k, v in one.items()}
         noise_t = torch.randn(samples, prompt_len, emb.weight.shape[1], generator=gen).to(emb.weight.device) * sigma
 
-        def corrupt(_m: torch.nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
+        def corrupt(_m: torch.nn.Module, _inp: Any, out: torch.Tensor, prompt_len: int = prompt_len,
+                    noise_t: torch.Tensor = noise_t) -> torch.Tensor:
             out = out.clone()
             out[:, :prompt_len] += noise_t.to(out.dtype)
             return out
@@ -64,7 +65,8 @@ def trace_layers(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, nois
             for layer, block in enumerate(blocks):
                 best = 0.0
                 for t in range(prompt_len):
-                    def restore(_m: torch.nn.Module, _inp: Any, out: Any, t: int = t, layer: int = layer) -> Any:
+                    def restore(_m: torch.nn.Module, _inp: Any, out: Any, t: int = t, layer: int = layer,
+                                clean: dict[int, torch.Tensor] = clean) -> Any:
                         h = out[0] if isinstance(out, (tuple, list)) else out
                         h = h.clone()
                         h[:, t] = clean[layer][:, t]

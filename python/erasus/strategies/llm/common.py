@@ -30,7 +30,7 @@ from ...errors import InvalidInputError
 from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ..base import Run, UnlearningStrategy
 
-__all__ = ["LLMStrategy", "sequence_log_prob", "frozen_reference"]
+__all__ = ["LLMStrategy", "frozen_reference", "sequence_log_prob"]
 
 _LLM_COMMON = {"optimizer": "adamw", "gradient_checkpointing": False, "mixed_precision": None}
 

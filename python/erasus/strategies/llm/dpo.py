@@ -17,7 +17,7 @@ from ...tasks.causal_lm import IGNORE_INDEX
 from ..base import Run
 from .common import LLMStrategy, frozen_reference, sequence_log_prob
 
-__all__ = ["DPO", "IdkDPO", "dpo_loss", "replace_answers", "IDK_ANSWERS"]
+__all__ = ["DPO", "IDK_ANSWERS", "IdkDPO", "dpo_loss", "replace_answers"]
 
 # Refusals in the spirit of TOFU's idk.jsonl.
 IDK_ANSWERS = (
