@@ -11,18 +11,25 @@ pytest.importorskip("tokenizers")
 from llm_helpers import FORGET, RETAIN, import_transformers_without_repo_root, make_tokenizer, memorise, tiny_gpt2
 
 import_transformers_without_repo_root()
-# Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the 2 cores.
-torch.set_num_threads(1)
 
 from erasus.data.llm import LMDataset
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="package")
 def tokenizer():
     return make_tokenizer()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def memorised(tokenizer):
     """A tiny GPT-2 that memorised forget + retain QA pairs, plus the two datasets."""
     forget = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET], tokenizer, max_length=32)
