@@ -232,3 +232,16 @@ def test_bandwidth_report(benchmark) -> None:
     print(f"\nstreaming read (numpy sum, 1 thread): {stream / 1e9:.2f} GB/s; kcenter isotropic step: "
           f"{per_step * 1e3:.3f} ms = {x.nbytes / per_step / 1e9:.2f} GB/s of X ({x.nbytes / 2**20:.1f} MiB)")
     assert per_step > 0
+
+
+@pytest.mark.skipif(not os.environ.get("ERASUS_BENCH_LARGE"), reason="set ERASUS_BENCH_LARGE=1 (takes minutes)")
+def test_kcenter_1e6(benchmark) -> None:
+    """k-center at n = 10^6, d = 64, k = 10^4 on the 50-cluster mixture: time and extra peak memory."""
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    centers = rng.normal(scale=10.0, size=(50, D))
+    x = (centers[rng.integers(50, size=n)] + rng.normal(size=(n, D))).astype(np.float32)
+    benchmark.group = "kcenter-1e6"
+    result = measured(benchmark.group, "erasus n=1e6 k=1e4", benchmark,
+                      lambda: _core.kcenter(x, 10_000, initial=np.array([0])), lambda r: r[3], 1)
+    assert len(result[0]) == 10_000
