@@ -223,15 +223,19 @@ def test_bandwidth_report(benchmark) -> None:
     del big
     x = DATA["isotropic"]
     steps = 50
-    t0 = time.perf_counter()
-    _core.kcenter(x, 1, initial=np.array([0]))
-    t1 = time.perf_counter()
-    _core.kcenter(x, 1 + steps, initial=np.array([0]))
-    t2 = time.perf_counter()
-    per_step = ((t2 - t1) - (t1 - t0)) / steps
+
+    def best_of_3(k: int) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            picks = _core.kcenter(x, k, initial=np.array([0]))[0]
+            times.append(time.perf_counter() - t0)
+            assert len(picks) == k
+        return min(times)
+
+    per_step = (best_of_3(1 + steps) - best_of_3(1)) / steps
     print(f"\nstreaming read (numpy sum, 1 thread): {stream / 1e9:.2f} GB/s; kcenter isotropic step: "
           f"{per_step * 1e3:.3f} ms = {x.nbytes / per_step / 1e9:.2f} GB/s of X ({x.nbytes / 2**20:.1f} MiB)")
-    assert per_step > 0
 
 
 @pytest.mark.skipif(not os.environ.get("ERASUS_BENCH_LARGE"), reason="set ERASUS_BENCH_LARGE=1 (takes minutes)")
