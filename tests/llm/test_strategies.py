@@ -232,3 +232,15 @@ def test_raw_records_through_a_collating_loader(memorised, tokenizer):
     assert _prob(out, forget) < 0.5 * _prob(model, forget)
     before = token_stats(model, loader).avg_nll
     assert before == pytest.approx(token_stats(model, forget).avg_nll, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rmu", "undial", "idk_dpo", "token_masking", "causal_tracing", "simnpo"])
+def test_every_llm_strategy_runs_through_lora(memorised, name):
+    pytest.importorskip("peft")
+    model, forget, retain = memorised
+    opts = {k: v for k, v in CASES[name].items() if k not in ("lr",)}
+    out = get_strategy(name, lr=1e-2, batch_size=4, **opts).unlearn(
+        model=model, forget_data=forget, retain_data=retain, steps=3, progress=False,
+        lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn", "c_fc", "c_proj"]})
+    assert type(out) is type(model) and not any("lora" in n for n, _ in out.named_parameters())
+    assert not _same(out, model)
