@@ -9,6 +9,7 @@
 use crate::error::{CoreError, Result};
 use crate::matrix::{check_k, MatrixView};
 use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Rows per parallel work item (and per GEMM tile).
 pub(crate) const ROW_BLOCK: usize = 128;
@@ -130,11 +131,12 @@ impl TopK {
         }
     }
 
-    /// Columns arrive in increasing index order, so a candidate tying the current worst loses (larger
-    /// index) and a new entry goes after every entry with an equal distance.
+    /// The `k` smallest (distance², index) pairs under lexicographic order: a total order, so the
+    /// final buffer does not depend on the order in which candidates arrive.
     #[inline]
     fn push(&mut self, d: f32, j: u32) {
-        if self.len == self.k && d >= self.dist[self.k - 1] {
+        let less = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 < b.1);
+        if self.len == self.k && !less((d, j), (self.dist[self.k - 1], self.idx[self.k - 1])) {
             return;
         }
         let end = if self.len < self.k {
@@ -144,13 +146,23 @@ impl TopK {
             self.k - 1
         };
         let mut p = end;
-        while p > 0 && self.dist[p - 1] > d {
+        while p > 0 && less((d, j), (self.dist[p - 1], self.idx[p - 1])) {
             self.dist[p] = self.dist[p - 1];
             self.idx[p] = self.idx[p - 1];
             p -= 1;
         }
         self.dist[p] = d;
         self.idx[p] = j;
+    }
+
+    /// Distances above this cannot enter (equal ones can, with a smaller index).
+    #[inline]
+    fn bound(&self) -> f32 {
+        if self.len == self.k {
+            self.dist[self.k - 1]
+        } else {
+            f32::INFINITY
+        }
     }
 }
 
@@ -177,14 +189,9 @@ unsafe fn scan_row_avx2(heap: &mut TopK, dists: &[f32], c0: usize) {
 fn scan_row_chunks(heap: &mut TopK, dists: &[f32], c0: usize) {
     const CHUNK: usize = 16;
     for (b, chunk) in dists.chunks(CHUNK).enumerate() {
-        let worst = if heap.len == heap.k {
-            heap.dist[heap.k - 1]
-        } else {
-            f32::INFINITY
-        };
         // compare-select (not f32::min, whose NaN rules block vectorization); distances are never NaN
         let m = chunk.iter().fold(f32::INFINITY, |a, &v| if v < a { v } else { a });
-        if m < worst {
+        if m <= heap.bound() {
             for (c, &dist) in chunk.iter().enumerate() {
                 heap.push(dist, (c0 + b * CHUNK + c) as u32);
             }
@@ -244,27 +251,61 @@ pub fn knn_graph(x: MatrixView<'_>, k: usize) -> Result<KnnGraph> {
             u32::MAX
         )));
     }
+    let d = x.d();
     let norms = row_sq_norms(x);
-    let blocks = for_each_row_block(
-        x,
-        x,
-        &norms,
-        &norms,
-        Vec::<TopK>::new,
-        |heaps, _r0, rows, c0, cols, tile| {
-            if heaps.is_empty() {
-                heaps.extend((0..rows).map(|_| TopK::new(k)));
+    let blocks = n.div_ceil(ROW_BLOCK);
+    let heaps: Vec<Mutex<Vec<TopK>>> = (0..blocks)
+        .map(|b| Mutex::new((0..ROW_BLOCK.min(n - b * ROW_BLOCK)).map(|_| TopK::new(k)).collect()))
+        .collect();
+    let lock = |b: usize| heaps[b].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Each distance tile is computed once, for row block b against the columns from b's first row on,
+    // and offered to both endpoints: half the GEMM work of the all-pairs pass. The buffers keep the
+    // k smallest (distance, index) pairs under a total order, so arrival order does not matter.
+    (0..blocks).into_par_iter().for_each(|b| {
+        let r0 = b * ROW_BLOCK;
+        let rows = ROW_BLOCK.min(n - r0);
+        let a = &x.data()[r0 * d..(r0 + rows) * d];
+        let mut tile = vec![0.0f32; rows * COL_BLOCK];
+        let mut colmin = vec![0.0f32; COL_BLOCK];
+        let mut c0 = r0;
+        while c0 < n {
+            let cols = COL_BLOCK.min(n - c0);
+            let t = &mut tile[..rows * cols];
+            dot_tile(a, rows, &x.data()[c0 * d..(c0 + cols) * d], cols, d, t);
+            dots_to_sq_dists(t, rows, cols, r0, c0, &norms[r0..r0 + rows], &norms[c0..c0 + cols]);
+            for (r, heap) in lock(b).iter_mut().enumerate() {
+                scan_row(heap, &t[r * cols..(r + 1) * cols], c0);
             }
-            for (r, heap) in heaps.iter_mut().enumerate() {
-                scan_row(heap, &tile[r * cols..(r + 1) * cols], c0);
+            // Columns past block b: their own blocks start later, so they see these pairs only here.
+            let first = (r0 + rows).max(c0) - c0;
+            if first < cols {
+                column_mins(t, rows, cols, &mut colmin[..cols]);
+                let mut c = first;
+                while c < cols {
+                    let jb = (c0 + c) / ROW_BLOCK;
+                    let end = ((jb + 1) * ROW_BLOCK).min(c0 + cols) - c0;
+                    let mut target = lock(jb);
+                    for cc in c..end {
+                        let heap = &mut target[c0 + cc - jb * ROW_BLOCK];
+                        if colmin[cc] <= heap.bound() {
+                            for r in 0..rows {
+                                heap.push(t[r * cols + cc], (r0 + r) as u32);
+                            }
+                        }
+                    }
+                    c = end;
+                }
             }
-        },
-    );
+            c0 += cols;
+        }
+    });
     let mut indices = Vec::with_capacity(n * k);
     let mut distances = Vec::with_capacity(n * k);
-    for heap in blocks.into_iter().flatten() {
-        indices.extend_from_slice(&heap.idx);
-        distances.extend(heap.dist.iter().map(|d| d.sqrt()));
+    for block in heaps {
+        for heap in block.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            indices.extend_from_slice(&heap.idx);
+            distances.extend(heap.dist.iter().map(|d| d.sqrt()));
+        }
     }
     Ok(KnnGraph {
         n,
@@ -272,6 +313,16 @@ pub fn knn_graph(x: MatrixView<'_>, k: usize) -> Result<KnnGraph> {
         indices,
         distances,
     })
+}
+
+/// `out[c] = min_r tile[r][c]` (compare-select so that it vectorizes).
+fn column_mins(tile: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    out.copy_from_slice(&tile[..cols]);
+    for r in 1..rows {
+        for (m, &v) in out.iter_mut().zip(&tile[r * cols..(r + 1) * cols]) {
+            *m = if v < *m { v } else { *m };
+        }
+    }
 }
 
 /// Largest pairwise Euclidean distance in `x`, by a blocked pass (`O(n²d)` time, `O(n)` memory).
@@ -348,6 +399,26 @@ mod tests {
                         let bd = want.iter().find(|p| p.1 == ids[t]).map(|p| p.0);
                         prop_assert!(bd.is_some_and(|v| (v - want[t].0).abs() < 1e-3), "row {} slot {}", i, t);
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_brute_force_across_several_column_tiles() {
+        use rand::{Rng, SeedableRng};
+        let (n, d, k) = (2300, 3, 6);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+        let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let g = knn_graph(MatrixView::new(&x, n, d).unwrap(), k).unwrap();
+        let b = brute(&x, n, d);
+        for (i, want) in b.iter().enumerate() {
+            let (ids, ds) = g.neighbors(i);
+            for t in 0..k {
+                assert!((ds[t] as f64 - want[t].0).abs() < 1e-3, "row {i} slot {t}");
+                if ids[t] != want[t].1 {
+                    let bd = want.iter().find(|p| p.1 == ids[t]).map(|p| p.0);
+                    assert!(bd.is_some_and(|v| (v - want[t].0).abs() < 1e-3), "row {i} slot {t}");
                 }
             }
         }
