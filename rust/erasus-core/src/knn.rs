@@ -2,9 +2,11 @@
 //!
 //! Squared Euclidean distances come from `‖x‖² + ‖y‖² − 2·x·y`: a tile of `ROW_BLOCK` rows against
 //! `COL_BLOCK` columns is one cache-blocked f32 GEMM (`matrixmultiply::sgemm`), and each row's top-K
-//! is updated straight from the tile while it is still in cache. Row blocks run in parallel with
-//! rayon; the tiling is fixed, so every distance (and therefore the graph) is bit-identical for any
-//! number of threads. Ties are broken by the smaller column index.
+//! is updated straight from the tile while it is still in cache. For the kNN graph only tiles on or
+//! above the block diagonal are computed, and each is offered to both endpoints (row and column), which
+//! halves the GEMM work. Row blocks run in parallel with rayon; the tiling is fixed, so every distance
+//! is bit-identical for any number of threads, and each top-K keeps the k smallest (distance, index)
+//! pairs under a total order, so the graph is too. Ties are broken by the smaller index.
 
 use crate::error::{CoreError, Result};
 use crate::matrix::{check_k, MatrixView};
