@@ -6,6 +6,7 @@ import numpy as np
 
 from ..registry import register_selector
 from ..selection import Selection
+from ._geometry import rust_seed
 from .base import Selector
 
 __all__ = ["RandomSelector"]
@@ -23,5 +24,5 @@ class RandomSelector(Selector):
         super().__init__(seed=seed)
 
     def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
-        indices = np.random.default_rng(self.seed).choice(x.shape[0], size=k, replace=False)
+        indices = np.random.default_rng(rust_seed(self.seed)).choice(x.shape[0], size=k, replace=False)
         return Selection(indices, np.ones(k, dtype=np.float32), metadata={})

@@ -70,6 +70,13 @@ struct Start {
 fn start(x: &MatrixView<'_>, k: usize, opts: &KCenterOptions<'_>) -> Result<Start> {
     let n = x.n();
     check_k(k, n)?;
+    // Centre positions are stored as u32 (4 bytes per sample instead of 8).
+    if k.saturating_add(opts.initial.map_or(0, |r| r.len())) > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument(format!(
+            "k-center supports at most {} centres (k plus initial), got k = {k}",
+            u32::MAX
+        )));
+    }
     match opts.initial {
         None => {
             let first = ChaCha8Rng::seed_from_u64(opts.seed).random_range(0..n);

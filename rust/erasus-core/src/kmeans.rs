@@ -185,6 +185,12 @@ fn update_centroids(x: &MatrixView<'_>, labels: &[u32], centroids: &mut [f32], k
 /// No gains are reported.
 pub fn kmeans(x: MatrixView<'_>, k: usize, opts: &KMeansOptions) -> Result<Selection> {
     check_k(k, x.n())?;
+    if k > u32::MAX as usize {
+        return Err(CoreError::InvalidArgument(format!(
+            "k-means supports at most {} clusters, got k = {k}",
+            u32::MAX
+        )));
+    }
     if !(opts.tol.is_finite() && opts.tol >= 0.0) {
         return Err(CoreError::InvalidArgument(format!(
             "tol must be a finite number >= 0, got {}",
