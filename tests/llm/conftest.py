@@ -8,9 +8,7 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from llm_helpers import FORGET, RETAIN, import_transformers_without_repo_root, make_tokenizer, memorise, tiny_gpt2
-
-import_transformers_without_repo_root()
+from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2
 
 from erasus.data.llm import LMDataset
 

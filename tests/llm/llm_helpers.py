@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
-
-
-def import_transformers_without_repo_root() -> None:
-    """``python -m pytest`` from the repo root puts the root on sys.path, where the top-level ``kernels`` link
-    (to erasus.kernels) shadows the hub ``kernels`` package that transformers probes (and imports) once,
-    at its first model import; do that first import with the root hidden."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    saved = list(sys.path)
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != root]
-    try:
-        import transformers.activations  # noqa: F401
-    finally:
-        sys.path[:] = saved
 
 
 FORGET = [
@@ -110,7 +96,6 @@ def distributed_npo_worker(rank: int, world: int, port: int, workdir: str) -> No
     """One process of a 2-process gloo run: NPO on this rank's shard of the forget set (see test_distributed)."""
     import torch.distributed as dist
 
-    import_transformers_without_repo_root()
     torch.set_num_threads(1)
     from erasus.data import subset
     from erasus.data.llm import LMDataset
