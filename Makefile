@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.erasus-deps
 EXT    := $(VENV)/.erasus-ext
 EXTRAS ?= dev,llm,dp
+# slow = real-model tests (minutes on a CPU); `make test PYTEST_ARGS=` runs them too
+PYTEST_ARGS ?= -m "not slow"
 RUST_SRC := $(shell find rust -name '*.rs' 2>/dev/null) Cargo.toml Cargo.lock rust/erasus-core/Cargo.toml rust/erasus-py/Cargo.toml
 
 export TRITON_INTERPRET ?= 1
@@ -40,7 +42,7 @@ stubtest: $(EXT)
 	$(PY) -m mypy.stubtest erasus._core
 
 test-python: $(EXT)
-	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: $(EXT)
 	cargo bench -p erasus-core

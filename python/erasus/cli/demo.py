@@ -60,7 +60,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, width=150)
     out = Path(args.out)
     started = time.perf_counter()
     results = []

@@ -118,11 +118,25 @@ def _export(folder: Path, original: torch.nn.Module, oracle: torch.nn.Module, da
 
 
 def run_claim(cfg: ClaimConfig, *, log: Callable[[str], None] = lambda s: None,
-              export_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+              export_dir: str | os.PathLike[str] | None = None, threads: int | None = 1) -> dict[str, Any]:
     """Run the experiment; returns ``{"rows", "reference", "selections", "features", "labels", "config"}``.
 
     ``export_dir``: also write the first seed's original and retrained weights and its data splits there.
+    ``threads``: torch intra-op threads while it runs (restored afterwards). One by default: on these
+    small models a second thread costs more in synchronisation than it computes (20 s instead of 3 s to
+    train the digits CNN on a busy 2-core machine), and it makes the wall times comparable.
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_claim(cfg, log=log, export_dir=export_dir)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
+               export_dir: str | os.PathLike[str] | None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     reference: list[dict[str, Any]] = []
     selections: dict[str, np.ndarray] = {}
