@@ -142,9 +142,9 @@ def list_models() -> list[str]:
 
 
 def describe(registry: Registry) -> dict[str, str]:
-    """Name -> first docstring line, for ``erasus list``."""
+    """Name -> the first paragraph of its docstring, on one line, for ``erasus list``."""
     out = {}
     for name in registry.names():
-        doc = (registry.factory(name).__doc__ or "").strip().splitlines()
-        out[name] = doc[0] if doc else ""
+        doc = (registry.factory(name).__doc__ or "").strip()
+        out[name] = " ".join(doc.split("\n\n")[0].split())
     return out
