@@ -135,3 +135,14 @@ def test_bad_arguments(setup):
         ErasusUnlearner(model, strategy="nope")
     with pytest.raises(erasus.InvalidInputError, match="features must be"):
         ErasusUnlearner(model, features="pixels")
+
+
+def test_per_class_craig_below_one_pick_per_class_selects_over_the_whole_set(setup):
+    model, forget, retain, _ = setup
+    un = ErasusUnlearner(model, strategy="gradient_ascent", selector="craig", prune_ratio=0.04, lr=1e-3)
+    un.fit(forget, steps=1, progress=False)  # k = 6 < 10 classes
+    assert len(un.selection_) == 6 and un.selection_.weights.sum() == pytest.approx(len(forget))
+    un = ErasusUnlearner(model, strategy="gradient_ascent", selector="craig", prune_ratio=0.2, lr=1e-3)
+    un.fit(forget, steps=1, progress=False)  # k = 30: per-class, every class of the forget set is represented
+    labels = forget.tensors[1].numpy()
+    assert set(labels[un.selection_.indices]) == set(labels)

@@ -28,6 +28,7 @@ from .data.paths import load_path
 from .errors import ErasusTypeError, InvalidInputError
 from .registry import get_selector, get_strategy
 from .selection import Selection, resolve_k
+from .selectors._common import ContextSelector
 from .selectors.base import Selector, features_from_model
 
 __all__ = ["ErasusUnlearner", "as_data"]
@@ -118,7 +119,8 @@ class ErasusUnlearner:
         self.history_: list[float] = []
 
     # ----------------------------------------------------------------------------------------- fit
-    def _selector(self, n: int, k: int) -> Selector:
+    def make_selector(self) -> Selector:
+        """The configured selector (an instance given at construction, or a new one from the registry)."""
         if self.selector is not None:
             return self.selector
         return get_selector(self.selector_name, seed=self.seed, **self.selector_options)
@@ -133,10 +135,13 @@ class ErasusUnlearner:
         timings = {"features_s": 0.0, "selection_s": 0.0}
         if self.selector_name == "full" or k == n and self.selector is None:
             return Selection(np.arange(n), np.ones(n, dtype=np.float32), method="full"), timings
-        selector = self._selector(n, k)
+        selector = self.make_selector()
         labels = _labels_of(forget)
+        if labels is not None and k < np.unique(labels).size:
+            # per-class selection (CRAIG) needs a pick per class; below that, select over the whole set
+            labels = None
         t0 = time.perf_counter()
-        if features is None and not hasattr(selector, "_from_model"):
+        if features is None and not isinstance(selector, ContextSelector):
             kind = self.features or selector.default_features
             opts = dict(self.feature_options)
             if self.task is not None:

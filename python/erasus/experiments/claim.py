@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..metrics import MetricSuite, train_classifier
 from ..metrics.gap import avg_gap
 from ..registry import SELECTORS, STRATEGIES, get_selector
+from ..selectors._common import ContextSelector
 from ..selectors.base import features_from_model
 from ..unlearner import ErasusUnlearner
 from .datasets import load_dataset
@@ -199,7 +200,7 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
                     continue
                 for name in cfg.selectors:
                     un = ErasusUnlearner(original, strategy=strategy, selector=name, seed=seed, **options)
-                    is_context = hasattr(un._selector(0, 0), "_from_model")
+                    is_context = isinstance(un.make_selector(), ContextSelector)
                     feats, feat_s = (None, 0.0) if is_context else features[kinds[name]]
                     un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False)
                     total = un.timings_["total_s"] + feat_s
