@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.erasus-deps
 EXT    := $(VENV)/.erasus-ext
-EXTRAS ?= dev,llm,dp
+EXTRAS ?= dev,llm,dp,gpu
 # slow = real-model tests (minutes on a CPU); `make test PYTEST_ARGS=` runs them too
 PYTEST_ARGS ?= -m "not slow"
 RUST_SRC := $(shell find rust -name '*.rs' 2>/dev/null) Cargo.toml Cargo.lock rust/erasus-core/Cargo.toml rust/erasus-py/Cargo.toml
@@ -21,7 +21,8 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(DEPS): pyproject.toml | $(PY)
-	$(PY) -m pip install -q $$($(PY) .ci/deps.py $(EXTRAS))
+	$(PY) .ci/deps.py $(EXTRAS) > $(VENV)/requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/requirements.txt
 	touch $@
 
 $(EXT): $(DEPS) $(RUST_SRC)

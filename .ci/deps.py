@@ -1,4 +1,4 @@
-"""Print the runtime dependencies plus the given extras of pyproject.toml, one pip argument each.
+"""Print the runtime dependencies plus the given extras of pyproject.toml as a requirements file.
 
 Used by the Makefile to install dependencies once, without building the extension.
 """
@@ -11,4 +11,4 @@ project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.tom
 reqs = list(project["dependencies"])
 for extra in filter(None, (sys.argv[1] if len(sys.argv) > 1 else "").split(",")):
     reqs += project["optional-dependencies"][extra]
-print(" ".join(f"'{r}'" for r in reqs))
+print("\n".join(reqs))
