@@ -109,3 +109,15 @@ def test_core_refuses_non_contiguous_arrays(x: np.ndarray) -> None:
 
 def test_every_geometric_selector_is_registered() -> None:
     assert {"kcenter", "herding", "kmeans", "random", "full"} <= set(erasus.list_selectors())
+
+
+def test_core_bindings_refuse_fortran_order_instead_of_reading_it_transposed():
+    from erasus import _core
+
+    x = np.asfortranarray(np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32))
+    for fn in (_core.kcenter, _core.herding, _core.facility_location):
+        with pytest.raises(erasus.InvalidInputError, match="C-contiguous"):
+            fn(x, 3)
+    # the public API converts it once and gets the same answer as for C order
+    np.testing.assert_array_equal(erasus.select(x, 5, method="kcenter").indices,
+                                  erasus.select(np.ascontiguousarray(x), 5, method="kcenter").indices)

@@ -4,43 +4,15 @@
 //! releases the GIL once through [`pool::detach`] (where the finiteness check also runs, in
 //! parallel) and returns `(indices int64, weights float32, gains float64, objective float)`.
 
+use crate::convert::{features, to_python, SelectionArrays};
 use crate::errors::PyCoreError;
 use crate::pool;
 use erasus_core::herding::herding as core_herding;
 use erasus_core::kcenter::{kcenter as core_kcenter, KCenterOptions, Metric};
 use erasus_core::kmeans::{kmeans as core_kmeans, KMeansOptions};
-use erasus_core::{CoreError, MatrixView, Selection};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use erasus_core::{CoreError, MatrixView};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
-
-type SelectionArrays<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<f64>>,
-    f64,
-);
-
-/// The matrix's buffer and shape; refuses anything that is not C-contiguous.
-fn features<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize, usize), PyCoreError> {
-    let (n, d) = (x.shape()[0], x.shape()[1]);
-    let data = x.as_slice().map_err(|_| {
-        CoreError::Shape(format!(
-            "features must be a C-contiguous float32 array of shape (n, d); got a non-contiguous ({n}, {d}) array \
-             (convert it with numpy.ascontiguousarray, or pass it through erasus.select)"
-        ))
-    })?;
-    Ok((data, n, d))
-}
-
-fn to_python(py: Python<'_>, sel: Selection) -> SelectionArrays<'_> {
-    let indices: Vec<i64> = sel.indices.iter().map(|&i| i as i64).collect();
-    (
-        indices.into_pyarray(py),
-        sel.weights.into_pyarray(py),
-        sel.gains.into_pyarray(py),
-        sel.objective,
-    )
-}
 
 /// Greedy k-center (Sener & Savarese 2018) with exact triangle-inequality pruning.
 #[pyfunction]

@@ -3,6 +3,7 @@
 //! This crate only converts inputs, releases the GIL (through [`pool::detach`]) and maps errors
 //! (through [`errors::PyCoreError`]); every algorithm lives in `erasus-core`.
 
+mod convert;
 mod errors;
 mod geometry;
 mod pool;

@@ -4,6 +4,7 @@
 //! once through [`pool::detach`] (the finiteness check runs there, in parallel) and returns
 //! `(indices int64, weights float32, gains float64, objective float)`.
 
+use crate::convert::{features, to_python, SelectionArrays};
 use crate::errors::PyCoreError;
 use crate::pool;
 use erasus_core::facility::{facility_location as core_facility, FacilityOptions, Similarity};
@@ -11,42 +12,12 @@ use erasus_core::knn::knn_graph as core_knn;
 use erasus_core::submodular::{
     submodular as core_submodular, Concave, FunctionParams, FunctionSpec, Optimizer, SubmodularOptions,
 };
-use erasus_core::{CoreError, MatrixView, Selection};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use erasus_core::{CoreError, MatrixView};
+use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 /// `(neighbour ids (n, K), distances (n, K))`.
 type KnnArrays<'py> = (Bound<'py, PyArray2<u32>>, Bound<'py, PyArray2<f32>>);
-
-type SelectionArrays<'py> = (
-    Bound<'py, PyArray1<i64>>,
-    Bound<'py, PyArray1<f32>>,
-    Bound<'py, PyArray1<f64>>,
-    f64,
-);
-
-/// The matrix's buffer and shape; refuses anything that is not C-contiguous.
-fn features<'a>(x: &'a PyReadonlyArray2<'_, f32>) -> Result<(&'a [f32], usize, usize), PyCoreError> {
-    let (n, d) = (x.shape()[0], x.shape()[1]);
-    // `as_slice` also accepts Fortran order, which would be read transposed: insist on C order.
-    let data = x.as_slice().ok().filter(|_| x.is_c_contiguous()).ok_or_else(|| {
-        CoreError::Shape(format!(
-            "features must be a C-contiguous float32 array of shape (n, d); got a non-contiguous ({n}, {d}) array \
-             (convert it with numpy.ascontiguousarray, or pass it through erasus.select)"
-        ))
-    })?;
-    Ok((data, n, d))
-}
-
-fn to_python(py: Python<'_>, sel: Selection) -> SelectionArrays<'_> {
-    let indices: Vec<i64> = sel.indices.iter().map(|&i| i as i64).collect();
-    (
-        indices.into_pyarray(py),
-        sel.weights.into_pyarray(py),
-        sel.gains.into_pyarray(py),
-        sel.objective,
-    )
-}
 
 /// Facility location / CRAIG (Mirzasoleiman et al. 2020): `f(S) = Σ_i max(0, max_{j∈S} s_ij)`.
 #[pyfunction]
