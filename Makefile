@@ -26,7 +26,7 @@ $(DEPS): pyproject.toml | $(PY)
 	touch $@
 
 $(EXT): $(DEPS) $(RUST_SRC)
-	$(VENV)/bin/maturin develop --release -q --skip-install 2>/dev/null || $(VENV)/bin/maturin develop --release
+	$(VENV)/bin/maturin develop --release -q
 	touch $@
 
 demo: $(EXT)
