@@ -38,8 +38,7 @@ from .registry import (
     register_selector,
     register_strategy,
 )
-from .selection import Selection
-from .selectors import select
+from .selection import Selection, select
 
 __version__: str = _core.__version__
 get_num_threads = _core.get_num_threads

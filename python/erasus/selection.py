@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from .errors import ErasusTypeError, InvalidInputError
+from .registry import get_selector
 
-__all__ = ["Selection", "as_features", "resolve_k"]
+__all__ = ["Selection", "as_features", "resolve_k", "select"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,3 +120,13 @@ def resolve_k(n: int, k: int | None = None, *, ratio: float | None = None) -> in
     if k > n:
         raise InvalidInputError(f"k = {k} exceeds the number of samples n = {n}; expected 1 <= k <= n")
     return k
+
+
+def select(x: Any, k: int | None = None, method: str = "kcenter", *, seed: int = 0, ratio: float | None = None,
+           labels: Any = None, **options: Any) -> Selection:
+    """Select a coreset of ``k`` rows of ``x`` (numpy array or torch tensor, shape (n, d)) with ``method``.
+
+    ``options`` go to the selector's constructor (e.g. ``metric="cosine"`` for k-center,
+    ``neighbors=50`` for sparse facility location). Deterministic for a given ``seed``.
+    """
+    return get_selector(method, seed=seed, **options).select(k, features=x, ratio=ratio, labels=labels)
