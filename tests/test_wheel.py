@@ -40,8 +40,10 @@ def test_wheel_is_abi3_and_ships_the_kernels(wheel):
     assert any(n.startswith("erasus/kernels/") and n.endswith("__init__.py") for n in names), names
     assert any(n.startswith("erasus/_core") and n.endswith((".so", ".pyd")) for n in names), names
     assert "erasus/py.typed" in names and "erasus/_core.pyi" in names
-    # the kernels live once in the tree (top-level `kernels` is a link), so once in the wheel
-    assert len([n for n in names if n.endswith("kernels/__init__.py")]) == 1
+    # the Triton kernels ship once, inside the package (top-level `kernels/` only links to them)
+    for module in ("jl.py", "factored.py", "multi_tensor.py"):
+        assert [n for n in names if n.endswith("/" + module)] == [f"erasus/kernels/triton_kernels/{module}"]
+    assert not any(n.startswith("kernels/") for n in names)
 
 
 def test_wheel_installs_and_runs_in_a_fresh_venv(wheel, tmp_path):
