@@ -77,3 +77,14 @@ def test_summarize_means_and_stds():
              "time_s": 1.0} for g in (0.1, 0.3)]
     (s,) = summarize(rows)
     assert s["avg_gap"] == pytest.approx(0.2) and s["avg_gap_std"] == pytest.approx(0.1) and s["seeds"] == 2
+
+
+def test_a_diverged_run_is_recorded_not_fatal():
+    cfg = ClaimConfig(strategies=("gradient_ascent",), selectors=("random",), fractions=(0.5,), train_epochs=1,
+                      strategy_options={"gradient_ascent": {"lr": 1e12, "default_epochs": 5}})
+    res = run_claim(cfg)
+    assert [r["selector"] for r in res["rows"]] == ["full", "random"]
+    full = res["rows"][0]
+    assert "became" in full["diverged"] and full["avg_gap"] is None
+    (s, _) = summarize(res["rows"])
+    assert s["diverged"] == 1 and "avg_gap" not in s

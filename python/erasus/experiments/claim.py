@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 from ..metrics import MetricSuite, train_classifier
 from ..metrics.gap import avg_gap
 from ..registry import SELECTORS, STRATEGIES, get_selector
@@ -104,6 +104,12 @@ def _row(base: dict[str, Any], scores: Mapping[str, float], ref: Mapping[str, fl
     row.update(forget_acc=scores["forget_accuracy"], retain_acc=scores["retain_accuracy"],
                test_acc=scores["test_accuracy"], mia=scores["mia_efficacy"], avg_gap=avg_gap(scores, ref, keys=GAP_KEYS))
     return row
+
+
+def _diverged(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
+    """A run whose loss became NaN/inf: kept in the results (a finding, not a crash of the benchmark)."""
+    return {**base, "diverged": str(exc), "forget_acc": None, "retain_acc": None, "test_acc": None, "mia": None,
+            "avg_gap": None, "time_s": None, "speedup": None}
 
 
 def _export(folder: Path, original: torch.nn.Module, oracle: torch.nn.Module, data: Mapping[str, Any]) -> None:
@@ -191,10 +197,15 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
         for strategy in cfg.strategies:
             options = {**DEFAULT_STRATEGY_OPTIONS.get(strategy, {}), **cfg.strategy_options.get(strategy, {})}
             full = ErasusUnlearner(original, strategy=strategy, selector="full", seed=seed, **options)
-            full.fit(data["forget"], data["retain"], prune_ratio=1.0, progress=False)
-            full_s = full.timings_["total_s"]
-            rows.append(_row({**base, "strategy": strategy, "selector": "full", "fraction": 1.0, "time_s": full_s,
-                              "speedup": 1.0}, _scores(suite, full.model_, data), ref))
+            full_base = {**base, "strategy": strategy, "selector": "full", "fraction": 1.0}
+            try:
+                full.fit(data["forget"], data["retain"], prune_ratio=1.0, progress=False)
+            except NonFiniteError as exc:
+                full_s = None
+                rows.append(_diverged(full_base, exc))
+            else:
+                full_s = full.timings_["total_s"]
+                rows.append(_row({**full_base, "time_s": full_s, "speedup": 1.0}, _scores(suite, full.model_, data), ref))
             for frac in cfg.fractions:
                 if frac >= 1.0:
                     continue
@@ -202,11 +213,16 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
                     un = ErasusUnlearner(original, strategy=strategy, selector=name, seed=seed, **options)
                     is_context = isinstance(un.make_selector(), ContextSelector)
                     feats, feat_s = (None, 0.0) if is_context else features[kinds[name]]
-                    un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False)
+                    run_base = {**base, "strategy": strategy, "selector": name, "fraction": frac}
+                    try:
+                        un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False)
+                    except NonFiniteError as exc:
+                        rows.append(_diverged(run_base, exc))
+                        continue
                     total = un.timings_["total_s"] + feat_s
-                    rows.append(_row({**base, "strategy": strategy, "selector": name, "fraction": frac,
-                                      "time_s": total, "speedup": full_s / total if total > 0 else None},
-                                     _scores(suite, un.model_, data), ref))
+                    speedup = full_s / total if full_s is not None and total > 0 else None
+                    rows.append(_row({**run_base, "time_s": total, "speedup": speedup}, _scores(suite, un.model_, data),
+                                     ref))
                     if seed == cfg.seeds[0] and strategy == cfg.strategies[0] and un.selection_ is not None:
                         selections[f"{name} {frac:.0%}"] = un.selection_.indices
             log(f"seed {seed}: {strategy} done")
@@ -222,7 +238,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (scenario, strategy, selector, fraction), rs in groups.items():
         s: dict[str, Any] = {"scenario": scenario, "strategy": strategy, "selector": selector, "fraction": fraction,
-                             "seeds": len(rs)}
+                             "seeds": len(rs), "diverged": sum(1 for r in rs if r.get("diverged"))}
         for key in ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap", "time_s", "speedup"):
             vals = [r[key] for r in rs if r.get(key) is not None]
             if vals:
