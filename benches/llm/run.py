@@ -103,8 +103,8 @@ def finetune(model: torch.nn.Module, data: Any, *, epochs: int, lr: float, batch
 def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     common = {"batch_size": args.batch_size, "optimizer": "adamw"}
     return {
-        "grad_diff": {**common, "lr": args.lr, "alpha": 1.0, "retain_loss": "kl"},
-        "npo": {**common, "lr": args.lr, "beta": 0.1, "gamma": 1.0, "alpha": 1.0},
+        "grad_diff": {**common, "lr": args.lr, "alpha": args.alpha, "retain_loss": "kl"},
+        "npo": {**common, "lr": args.lr, "beta": 0.1, "gamma": 1.0, "alpha": args.alpha},
         "rmu": {**common, "lr": args.rmu_lr, "layer": args.rmu_layer, "steering_coeff": args.rmu_coeff,
                 "alpha": args.rmu_alpha},
     }
@@ -126,6 +126,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=2.0, help="unlearning passes over the (coreset) forget set")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=1e-5, help="grad_diff and npo learning rate (AdamW; NPO paper default)")
+    p.add_argument("--alpha", type=float, default=1.0, help="retain-term weight of grad_diff and npo")
     p.add_argument("--rmu-lr", type=float, default=1e-4)
     p.add_argument("--rmu-layer", type=int, default=7, help="SmolLM2-135M has 30 blocks; WMDP used 7 of 32")
     p.add_argument("--rmu-coeff", type=float, default=6.5)
