@@ -26,7 +26,6 @@ Markdown table on stdout. ``python benches/llm/run.py --help`` lists the sizes a
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import json
 import platform
@@ -143,9 +142,8 @@ def parse() -> argparse.Namespace:
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
-    import transformers
-
     import erasus
+    import transformers
 
     return {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": platform.platform(), "processor": platform.processor() or platform.machine(),
