@@ -307,6 +307,14 @@ impl Kernel {
             .reduce(|| f32::NEG_INFINITY, f32::max)
     }
 
+    /// `acc[i] += s(j, i)` for every `i`: the running `Σ_{k∈S} s(k, i)` of graph cut, sum redundancy and
+    /// disparity sum when `j` joins `S`.
+    fn accumulate_row(&self, j: usize, acc: &mut [f64]) {
+        acc.par_iter_mut()
+            .zip(self.row(j).par_iter())
+            .for_each(|(a, &s)| *a += s as f64);
+    }
+
     /// `Σ_i s(j, i)` for every row, in f64.
     fn row_sums(&self) -> Vec<f64> {
         (0..self.n).into_par_iter().map(|j| sum_f64(self.row(j))).collect()
@@ -445,11 +453,7 @@ impl SetFunction for GraphCut<'_> {
         self.totals[j] - self.lambda * (2.0 * self.inside[j] + self.kernel.row(j)[j] as f64)
     }
     fn commit(&mut self, j: usize) {
-        let row = self.kernel.row(j);
-        self.inside
-            .par_iter_mut()
-            .zip(row.par_iter())
-            .for_each(|(a, &s)| *a += s as f64);
+        self.kernel.accumulate_row(j, &mut self.inside);
     }
     fn is_submodular(&self) -> bool {
         self.nonneg
@@ -535,11 +539,7 @@ impl SetFunction for SumRedundancy<'_> {
         self.c - self.inside[j]
     }
     fn commit(&mut self, j: usize) {
-        let row = self.kernel.row(j);
-        self.inside
-            .par_iter_mut()
-            .zip(row.par_iter())
-            .for_each(|(a, &s)| *a += s as f64);
+        self.kernel.accumulate_row(j, &mut self.inside);
     }
     fn is_submodular(&self) -> bool {
         self.nonneg
@@ -575,11 +575,7 @@ impl SetFunction for DisparitySum<'_> {
         self.top * self.size as f64 - self.inside[j]
     }
     fn commit(&mut self, j: usize) {
-        let row = self.kernel.row(j);
-        self.inside
-            .par_iter_mut()
-            .zip(row.par_iter())
-            .for_each(|(a, &s)| *a += s as f64);
+        self.kernel.accumulate_row(j, &mut self.inside);
         self.size += 1;
     }
     fn is_submodular(&self) -> bool {
