@@ -1,9 +1,13 @@
-"""Two CPU processes (gloo): synchronous data-parallel unlearning equals one process on the whole forget set."""
+"""Two CPU processes (gloo): synchronous data-parallel unlearning equals one process on the whole forget set,
+whether started by torch.multiprocessing or by ``accelerate launch``."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,9 +29,29 @@ def test_two_gloo_processes_match_single_process_npo(memorised, tmp_path):
     model, forget, _ = memorised
     torch.save(model.state_dict(), tmp_path / "start.pt")
     mp.spawn(distributed_npo_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    _check_ranks_match_single_process(model, forget, tmp_path)
+
+
+def _check_ranks_match_single_process(model, forget, workdir) -> None:
     single = get_strategy("npo", **DIST_NPO).unlearn(model=model, forget_data=forget, steps=3, progress=False)
-    ranks = [torch.load(os.path.join(tmp_path, f"rank{r}.pt")) for r in range(2)]
+    ranks = [torch.load(os.path.join(workdir, f"rank{r}.pt")) for r in range(2)]
     for name, value in single.state_dict().items():
         torch.testing.assert_close(ranks[0][name], ranks[1][name], rtol=0, atol=0)
         torch.testing.assert_close(ranks[0][name], value, rtol=1e-4, atol=1e-6)
     assert any(not torch.equal(ranks[0][n], v) for n, v in model.state_dict().items())
+
+
+def test_accelerate_launch_two_cpu_processes_match_single_process_npo(memorised, tmp_path):
+    """The command the README documents. ``--cpu`` would start one process (accelerate's multi-CPU mode needs
+    mpirun); ``--multi_gpu`` with no visible GPU runs torch.distributed.run, and PartialState picks gloo."""
+    pytest.importorskip("accelerate")
+    model, forget, _ = memorised
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    script = Path(__file__).with_name("accelerate_npo.py")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(script), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _check_ranks_match_single_process(model, forget, tmp_path)

@@ -244,3 +244,53 @@ def test_every_llm_strategy_runs_through_lora(memorised, name):
         lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn", "c_fc", "c_proj"]})
     assert type(out) is type(model) and not any("lora" in n for n, _ in out.named_parameters())
     assert not _same(out, model)
+
+
+def test_retain_kl_by_hand_ignores_padding():
+    from erasus.strategies.llm.common import retain_kl
+
+    gen = torch.Generator().manual_seed(0)
+    s, t = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64), torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    terms = []
+    for b in range(2):
+        for i in range(3):
+            if mask[b, i]:
+                p, q = F.softmax(t[b, i], -1), F.softmax(s[b, i], -1)
+                terms.append(float((p * (p.log() - q.log())).sum()))
+    assert float(retain_kl(s, t, mask)) == pytest.approx(sum(terms) / 3, rel=1e-6)
+    s2 = s.clone()
+    s2[0, 2] += 100.0  # a padded position changes nothing
+    assert float(retain_kl(s2, t, mask)) == pytest.approx(sum(terms) / 3, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["npo", "simnpo", "undial"])
+def test_kl_retain_term_keeps_retain_outputs(memorised, name):
+    model, forget, retain = memorised
+    s = get_strategy(name, batch_size=4, retain_loss="kl", **CASES[name])
+    out = s.unlearn(model=model, forget_data=forget, retain_data=retain, steps=15, progress=False)
+    if name == "npo":  # step 0: theta = reference, so KL = 0 and the loss is NPO's (2/beta) log 2 alone
+        assert s.history_[0] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
+    assert _prob(out, forget) < 0.5 * _prob(model, forget)
+    assert _prob(out, retain) > _prob(model, retain) - 0.15
+    with pytest.raises(InvalidInputError, match="retain_loss"):
+        get_strategy(name, retain_loss="l1").unlearn(model=model, forget_data=forget, retain_data=retain, steps=1,
+                                                    progress=False)
+
+
+def test_adaptive_rmu_scales_the_control_vector_by_activation_norms(memorised):
+    from erasus.models import activation_hooks
+
+    model, forget, retain = memorised
+    s = get_strategy("rmu", batch_size=4, lr=1e-2, layer=1, update_layers=[1], steering_coeff="adaptive",
+                     adaptive_scale=3.0)
+    s.unlearn(model=model, forget_data=forget, retain_data=retain, steps=1, progress=False)
+    with torch.no_grad(), activation_hooks(model, [1]) as out:
+        TASK.outputs(model, forget.batch)
+    m = forget.batch["attention_mask"].double()
+    norms = out[1].double().norm(dim=-1)
+    want = 3.0 * float(((norms * m).sum(1) / m.sum(1)).mean())
+    assert s.info_["control_norm"] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(InvalidInputError, match="steering_coeff"):
+        get_strategy("rmu", steering_coeff="auto").unlearn(model=model, forget_data=forget, retain_data=retain,
+                                                          steps=1, progress=False)

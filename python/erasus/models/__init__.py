@@ -1,8 +1,11 @@
-"""Model wrappers: load Hugging Face models by id or local path, find their blocks, hook activations.
+"""Model wrappers: load Hugging Face models by id or local path, find their blocks, hook activations,
+embed text.
 
 ``transformers`` is imported on use (``pip install 'erasus-unlearn[llm]'``); importing this package is cheap.
 """
 
 from .llm import CausalLM, activation_hooks, decoder_layers, load_causal_lm, load_smollm2
+from .text_encoder import SentenceEncoder, load_minilm, mean_pool
 
-__all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2"]
+__all__ = ["CausalLM", "SentenceEncoder", "activation_hooks", "decoder_layers", "load_causal_lm", "load_minilm",
+           "load_smollm2", "mean_pool"]

@@ -95,7 +95,7 @@ class CausalTracing(LLMStrategy):
     10 epochs.
     """
 
-    llm_defaults = {"lr": 1e-5, "noise": 3.0, "noise_samples": 4, "trace_samples": 8, "num_layers": 1,
+    llm_defaults = {"lr": 1e-5, "retain_loss": "nll", "noise": 3.0, "noise_samples": 4, "trace_samples": 8, "num_layers": 1,
                     "param_filter": "mlp", "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, noise: float, noise_samples: int, trace_samples: int,

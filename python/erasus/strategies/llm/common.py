@@ -8,12 +8,15 @@ of the forget/retain data (``erasus.data.subset(forget, range(rank, n, world_siz
 
     # unlearn.py
     import torch.distributed as dist
-    dist.init_process_group("gloo")            # "nccl" on GPUs; accelerate/torchrun set the env variables
+    from accelerate import PartialState
+    PartialState()                             # or dist.init_process_group("gloo"/"nccl") under torchrun
     rank, world = dist.get_rank(), dist.get_world_size()
     shard = erasus.data.subset(forget, range(rank, len(forget), world))
     model = erasus.get_strategy("npo").unlearn(model=model, forget_data=shard, retain_data=retain_shard)
 
-    accelerate launch --cpu --num_processes 2 unlearn.py     # or: torchrun --nproc_per_node 2 unlearn.py
+    accelerate launch --multi_gpu --num_processes 2 unlearn.py    # or: torchrun --nproc_per_node 2 unlearn.py
+    # on CPUs: CUDA_VISIBLE_DEVICES= accelerate launch --multi_gpu ...  (accelerate's --cpu starts one process
+    # unless mpirun is configured); tests/llm/accelerate_npo.py is a complete, tested script
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ...errors import InvalidInputError
 from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ..base import Run, UnlearningStrategy
 
-__all__ = ["LLMStrategy", "frozen_reference", "sequence_log_prob"]
+__all__ = ["LLMStrategy", "dataset_attr", "frozen_reference", "retain_kl", "sequence_log_prob"]
 
 _LLM_COMMON = {"optimizer": "adamw", "gradient_checkpointing": False, "mixed_precision": None}
 
@@ -38,6 +41,27 @@ _LLM_COMMON = {"optimizer": "adamw", "gradient_checkpointing": False, "mixed_pre
 def sequence_log_prob(model: torch.nn.Module, batch: Any) -> torch.Tensor:
     """Summed answer log-likelihood ``log pi(y|x) = sum_t log p(y_t | x, y_<t)`` per sample, shape (B,)."""
     return CausalLMTask().log_likelihood(model, batch, normalize=False)
+
+
+def dataset_attr(ds: Any, name: str) -> Any:
+    """Attribute ``name`` of a dataset, looked up through coreset ``Subset`` layers (None when absent)."""
+    while True:
+        if hasattr(ds, name):
+            return getattr(ds, name)
+        if isinstance(ds, torch.utils.data.Subset):
+            ds = ds.dataset
+            continue
+        return None
+
+
+def retain_kl(logits: torch.Tensor, ref_logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``KL(p_ref || p_theta)`` of the next-token distributions, averaged over the real (unpadded) tokens of
+    the batch (OpenUnlearning's KL retain loss, without counting padding positions)."""
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    log_q = torch.log_softmax(ref_logits.float(), dim=-1)
+    kl = (log_q.exp() * (log_q - log_p)).sum(-1)
+    m = attention_mask.to(kl.dtype)
+    return (kl * m).sum() / m.sum().clamp(min=1)
 
 
 def answer_token_count(batch: Any) -> torch.Tensor:
@@ -125,6 +149,11 @@ class LLMStrategy(UnlearningStrategy):
             raise InvalidInputError(f"mixed_precision must be None or 'bf16' (fp16 needs loss scaling), got {mixed_precision!r}")
         self._amp = mixed_precision
         self._device_type = run.device.type
+        retain_loss = options.pop("retain_loss", "nll")
+        if retain_loss not in ("nll", "kl"):
+            raise InvalidInputError(f"retain_loss must be 'nll' or 'kl', got {retain_loss!r}")
+        # KL needs the model as it was: build the frozen reference before any step
+        self._retain_ref = frozen_reference(model, run) if retain_loss == "kl" and run.retain is not None else None
         # transformers >= 5 renamed gradient checkpointing to activation checkpointing
         prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
         enable = getattr(model, f"{prefix}_checkpointing_enable", None)
@@ -145,19 +174,36 @@ class LLMStrategy(UnlearningStrategy):
         return contextlib.nullcontext()
 
     def train(self, model: torch.nn.Module, run: Run, loss_fn: Callable[[int], torch.Tensor], *, num_steps: int,
-              desc: str, optimizer: torch.optim.Optimizer | None = None) -> None:
+              desc: str, optimizer: torch.optim.Optimizer | None = None, max_grad_norm: float | None = None) -> None:
+        """``num_steps`` steps of ``loss_fn`` under autocast; gradients averaged over processes, then clipped to
+        ``max_grad_norm`` (total L2 norm of the trained parameters) when given."""
         def wrapped(step: int) -> torch.Tensor:
             with self.autocast():
                 return loss_fn(step).float()
 
+        sync = _grad_all_reduce(model)
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def before_step() -> None:
+            if sync is not None:
+                sync()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+
         run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer,
-                  before_step=_grad_all_reduce(model))
+                  before_step=before_step if sync is not None or max_grad_norm is not None else None)
 
     def retain_term(self, model: torch.nn.Module, run: Run, retain: Any, alpha: float) -> torch.Tensor:
-        """``alpha * NLL`` on the next retain batch (0 when ``alpha == 0`` or there is no retain set)."""
+        """``alpha * L_retain`` on the next retain batch (0 when ``alpha == 0`` or there is no retain set):
+        the answer NLL (``retain_loss="nll"``) or :func:`retain_kl` against the model before unlearning
+        (``retain_loss="kl"``, OpenUnlearning's ``retain_loss_type: KL``)."""
         if retain is None or alpha == 0:
             return torch.zeros((), device=run.device)
-        return alpha * run.task.loss(model, next(retain))
+        batch = next(retain)
+        if self._retain_ref is None:
+            return alpha * run.task.loss(model, batch)
+        ref_logits = self._retain_ref(lambda m: run.task.outputs(m, batch))
+        return alpha * retain_kl(run.task.outputs(model, batch), ref_logits, batch["attention_mask"])
 
     @abc.abstractmethod
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, **options: Any) -> torch.nn.Module:

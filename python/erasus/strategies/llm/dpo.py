@@ -15,7 +15,7 @@ from ...registry import register_strategy
 from ...tasks.base import reduce_loss
 from ...tasks.causal_lm import IGNORE_INDEX
 from ..base import Run
-from .common import LLMStrategy, frozen_reference, sequence_log_prob
+from .common import LLMStrategy, dataset_attr, frozen_reference, sequence_log_prob
 
 __all__ = ["DPO", "IDK_ANSWERS", "IdkDPO", "dpo_loss", "replace_answers"]
 
@@ -63,16 +63,6 @@ def replace_answers(batch: dict[str, torch.Tensor], answers: Sequence[Sequence[i
     return {k: v.to(ids.device) for k, v in out.items()}
 
 
-def _dataset_attr(ds: Any, name: str) -> Any:
-    while True:
-        if hasattr(ds, name):
-            return getattr(ds, name)
-        if isinstance(ds, Subset):
-            ds = ds.dataset
-            continue
-        return None
-
-
 def _records_at(ds: Any, positions: torch.Tensor) -> list[Any]:
     """The records behind forget-set positions, through coreset ``Subset`` layers."""
     idx = positions.tolist()
@@ -95,7 +85,7 @@ class DPO(LLMStrategy):
     AdamW lr 1e-5, 10 epochs (OpenUnlearning).
     """
 
-    llm_defaults = {"lr": 1e-5, "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10,
+    llm_defaults = {"lr": 1e-5, "retain_loss": "nll", "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10,
                     "tokenizer": None, "preferred_key": "preferred_answer"}
 
     def _preferred(self, run: Run, positions: torch.Tensor, step: int, preferred_key: str) -> list[str]:
@@ -108,7 +98,7 @@ class DPO(LLMStrategy):
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, beta: float, gamma: float, alpha: float,
                     default_epochs: float, tokenizer: Any, preferred_key: str) -> torch.nn.Module:
-        tok = tokenizer if tokenizer is not None else _dataset_attr(run.forget, "tokenizer")
+        tok = tokenizer if tokenizer is not None else dataset_attr(run.forget, "tokenizer")
         if tok is None:
             raise InvalidInputError(f"{self.registry_name} tokenizes the preferred answers: pass tokenizer=")
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -45,14 +45,26 @@ class RMU(LLMStrategy):
     Defaults (WMDP's Zephyr-7B run): ``steering_coeff c = 6.5``, ``alpha = 1200``, AdamW lr 5e-5; ``layer``
     defaults to the middle block (7 of 32 in the paper; tiny models need a different choice).
     ``param_filter`` picks the trained parameters inside those blocks by name substring (``"mlp"``).
+
+    ``steering_coeff="adaptive"`` is Adaptive RMU (Dang et al., "On Effects of Steering Latent Representation
+    for Large Language Model Unlearning", AAAI 2025): ``c = adaptive_scale * E ||h_l(x_f)||``, the mean
+    per-token activation norm of the first forget batch before any update times ``adaptive_scale`` (their
+    beta, default 5). A fixed ``c`` tuned for one model's activation scale barely moves another's (SmolLM2's
+    layer-7 tokens have norms ~100, so ``c = 6.5`` asks for near-zero activations against a 1200x retain term).
     """
 
     retain = "required"
     llm_defaults = {"lr": 5e-5, "layer": None, "update_layers": None, "steering_coeff": 6.5, "alpha": 1200.0,
-                    "param_filter": "mlp", "default_epochs": 1}
+                    "adaptive_scale": 5.0, "param_filter": "mlp", "default_epochs": 1}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, layer: int | None, update_layers: Sequence[int] | None,
-                    steering_coeff: float, alpha: float, param_filter: str, default_epochs: float) -> torch.nn.Module:
+                    steering_coeff: float | str, alpha: float, adaptive_scale: float, param_filter: str,
+                    default_epochs: float) -> torch.nn.Module:
+        adaptive = steering_coeff == "adaptive"
+        if not adaptive and not (isinstance(steering_coeff, (int, float)) and steering_coeff > 0):
+            raise InvalidInputError(f"steering_coeff must be a positive number or 'adaptive', got {steering_coeff!r}")
+        if adaptive and not adaptive_scale > 0:
+            raise InvalidInputError(f"adaptive_scale must be positive, got {adaptive_scale!r}")
         blocks = decoder_layers(model)
         n = len(blocks)
         layer = n // 2 if layer is None else int(layer)
@@ -83,7 +95,13 @@ class RMU(LLMStrategy):
             h_f = acts(model, fb, detach=False)
             if not control:
                 u = torch.rand(1, 1, hidden or h_f.shape[-1], generator=gen)
-                control.append((u / u.norm() * steering_coeff).to(h_f.device))
+                if adaptive:  # mean over samples of the mean token norm, as in Dang et al.
+                    m = fb["attention_mask"].to(h_f.dtype)
+                    token_norm = h_f.detach().float().norm(dim=-1)
+                    c = adaptive_scale * float(((token_norm * m).sum(1) / m.sum(1).clamp(min=1)).mean())
+                else:
+                    c = float(steering_coeff)
+                control.append((u / u.norm() * c).to(h_f.device))
             h_r = acts(model, rb, detach=False)
             h_r0 = ref(lambda m: acts(m, rb, detach=True))
             return (rmu_forget_loss(h_f, control[0], fb["attention_mask"], weights=w)

@@ -30,7 +30,7 @@ class SimNPO(LLMStrategy):
     AdamW lr 1e-5, 10 epochs.
     """
 
-    llm_defaults = {"lr": 1e-5, "beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0, "default_epochs": 10}
+    llm_defaults = {"lr": 1e-5, "beta": 4.5, "delta": 0.0, "gamma": 0.125, "alpha": 1.0, "default_epochs": 10, "retain_loss": "nll"}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, beta: float, delta: float, gamma: float,
                     alpha: float, default_epochs: float) -> torch.nn.Module:

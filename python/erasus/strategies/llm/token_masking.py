@@ -56,7 +56,7 @@ class TokenMasking(LLMStrategy):
     """
 
     retain = "required"
-    llm_defaults = {"lr": 1e-5, "ratio": 2.0, "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10}
+    llm_defaults = {"lr": 1e-5, "ratio": 2.0, "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10, "retain_loss": "nll"}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, ratio: float, beta: float, gamma: float, alpha: float,
                     default_epochs: float) -> torch.nn.Module:

@@ -37,7 +37,7 @@ class UNDIAL(LLMStrategy):
     AdamW lr 1e-4, 10 epochs.
     """
 
-    llm_defaults = {"lr": 1e-4, "beta": 10.0, "gamma": 1.0, "alpha": 0.0, "default_epochs": 10}
+    llm_defaults = {"lr": 1e-4, "beta": 10.0, "gamma": 1.0, "alpha": 0.0, "default_epochs": 10, "retain_loss": "nll"}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, beta: float, gamma: float, alpha: float,
                     default_epochs: float) -> torch.nn.Module:
