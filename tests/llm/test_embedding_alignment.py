@@ -118,7 +118,7 @@ def test_unlearns_the_concept_and_leaves_the_caller_alone(memorised):
                      realign_steps=20, predictor_lr=3e-3, **SMALL)
     out = s.unlearn(model=model, forget_data=forget, retain_data=retain, steps=30, progress=False)
     sims = s.info_["concept_similarity"]
-    assert len(sims) == 3 and [t for t, _ in s.info_["stages"]] == [0.5, 0.2]
+    assert len(sims) == 2 and [t for t, _ in s.info_["stages"]] == [0.5, 0.2]
     # the predictor learned the future text: its predictions on forget text point at the concept
     assert s.info_["alignment_loss"][-1] < s.info_["alignment_loss"][0] - 0.3
     assert sims[0] > 0.25, sims

@@ -126,8 +126,8 @@ class EmbeddingAlignment(LLMStrategy):
 
     Defaults for the LLM: SGD without momentum, lr 3e-4 (the paper's), 10 epochs over the forget set.
     The predictor is trained on forget and retain text (the paper: the target plus other targets).
-    ``info_["concept_similarity"]`` records the mean cosine of the predicted future to the concept on the
-    forget set after alignment and after every stage.
+    ``info_["concept_similarity"]`` records the mean cosine of the predicted future to the concept over the
+    forget set's tokens after the first alignment and at the end.
     """
 
     llm_defaults = {
@@ -247,7 +247,7 @@ class EmbeddingAlignment(LLMStrategy):
                        max_grad_norm=max_grad_norm)
             if i + 1 < len(stages):
                 align(steps if realign_steps is None else realign_steps, "re-align")
-            sims.append(similarity())
+        sims.append(similarity())
         self.info_.update({"layer": layer, "stages": stages, "concept_similarity": sims, "alignment_loss": align_log})
         return model
 
