@@ -9,9 +9,11 @@ Protocol (issue 8):
 2. The dequantized SmolLM2-135M (:func:`erasus.models.load_smollm2`) is fine-tuned on the forget quotes
    so that it has memorized them (without this step forget and holdout quotes are both unseen and the
    Min-K% AUC starts at chance, leaving nothing to unlearn). This fine-tuned model is the starting point.
-3. Each strategy (``grad_diff`` with a KL retain loss, ``npo``, ``rmu``) unlearns with the same
-   hyperparameters and the same number of epochs on (a) the full forget set and (b) a 10% coreset picked
-   by ``random``, ``kcenter`` and ``craig`` through :class:`erasus.ErasusUnlearner`. Selection features are
+3. Each strategy (``grad_diff`` and ``npo`` with a KL retain loss, ``rmu``) unlearns with the same
+   hyperparameters on (a) the full forget set for ``--epochs`` passes and (b) a 10% coreset picked by
+   ``random``, ``kcenter`` and ``craig`` through :class:`erasus.ErasusUnlearner`, given
+   ``--coreset-budget`` (default 25%) of the full run's optimizer steps (``--coreset-budget 0``: the same
+   number of epochs instead). Selection features are
    Kronecker-projected (LoGra) per-sample gradients of the last blocks' MLPs
    (:func:`erasus.features.per_sample_gradients`), computed once; their time is charged to every
    feature-based coreset run.
@@ -27,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
+import math
 import platform
 import re
 import time
@@ -99,37 +103,95 @@ def finetune(model: torch.nn.Module, data: Any, *, epochs: int, lr: float, batch
     return model.eval()
 
 
+def start_model(args: argparse.Namespace, quotes: dict[str, list[str]], sets: dict[str, Any]
+                ) -> tuple[torch.nn.Module, float, bool]:
+    """The fine-tuned start model, cached on disk per (forget quotes, fine-tuning options): later runs of a
+    sweep reuse it. Returns (model, seconds the fine-tuning took when it was done, loaded from cache?)."""
+    from erasus.models import load_smollm2
+
+    key = json.dumps([quotes["forget"], args.finetune_epochs, args.finetune_lr, args.batch_size, args.max_length,
+                      args.seed]).encode()
+    cache = Path.home() / ".cache" / "erasus" / f"bench-llm-start-{hashlib.sha256(key).hexdigest()[:16]}"
+    model, _ = load_smollm2()
+    if (cache / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cache / "model.safetensors"), strict=False)
+        return model.eval(), float(json.loads((cache / "meta.json").read_text())["finetune_s"]), True
+    t0 = time.perf_counter()
+    model = finetune(model, sets["forget"], epochs=args.finetune_epochs, lr=args.finetune_lr,
+                     batch_size=args.batch_size, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    cache.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    # tied input/output embeddings: store each tensor once
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, cache / "model.safetensors")
+    (cache / "meta.json").write_text(json.dumps({"finetune_s": seconds}))
+    return model, seconds, False
+
+
+def forget_features(args: argparse.Namespace, model: torch.nn.Module, sets: dict[str, Any],
+                    result: dict[str, Any]) -> np.ndarray:
+    """LoGra per-sample gradients of the last ``--grad-layers`` blocks' MLPs (the kcenter/craig features)."""
+    from erasus.features import per_sample_gradients
+    from erasus.models import decoder_layers
+
+    n_blocks = len(decoder_layers(model))
+    grad_layers = [f"model.layers.{i}.mlp" for i in range(n_blocks - args.grad_layers, n_blocks)]
+    t0 = time.perf_counter()
+    feats = per_sample_gradients(model, sets["forget"], projection="kronecker", proj_dim=args.proj_dim,
+                                 layers=grad_layers, batch_size=args.batch_size, seed=args.seed).numpy()
+    result["features_s"] = time.perf_counter() - t0
+    result["features"] = {"layers": grad_layers, "proj_dim": args.proj_dim, "projection": "kronecker"}
+    print(f"features {feats.shape} in {result['features_s']:.1f}s", flush=True)
+    return feats
+
+
 def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     common = {"batch_size": args.batch_size, "optimizer": "adamw"}
+    coeff: float | str = args.rmu_coeff if args.rmu_coeff == "adaptive" else float(args.rmu_coeff)
     return {
         "grad_diff": {**common, "lr": args.lr, "alpha": args.alpha, "retain_loss": "kl"},
-        "npo": {**common, "lr": args.lr, "beta": 0.1, "gamma": 1.0, "alpha": args.alpha},
-        "rmu": {**common, "lr": args.rmu_lr, "layer": args.rmu_layer, "steering_coeff": args.rmu_coeff,
-                "alpha": args.rmu_alpha},
+        "npo": {**common, "lr": args.npo_lr or args.lr, "beta": 0.1, "gamma": 1.0, "alpha": args.alpha,
+                "retain_loss": args.retain_loss},
+        "rmu": {**common, "lr": args.rmu_lr, "layer": args.rmu_layer, "steering_coeff": coeff,
+                "adaptive_scale": args.rmu_scale, "alpha": args.rmu_alpha},
+        # Align-then-Unlearn: the paper's SGD lr 3e-4, thresholds, window and predictor; MiniLM as the encoder
+        "embedding_alignment": {"batch_size": args.batch_size, "lr": args.atu_lr, "concept": args.atu_concept,
+                                "alpha": args.alpha, "retain_loss": "kl"},
     }
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--category", default="startrek")
-    p.add_argument("--n-forget", type=int, default=20)
-    p.add_argument("--n-holdout", type=int, default=10)
-    p.add_argument("--n-retain", type=int, default=20)
-    p.add_argument("--n-retain-eval", type=int, default=10)
+    p.add_argument("--n-forget", type=int, default=100)
+    p.add_argument("--n-holdout", type=int, default=40)
+    p.add_argument("--n-retain", type=int, default=100)
+    p.add_argument("--n-retain-eval", type=int, default=40)
     p.add_argument("--min-chars", type=int, default=40)
     p.add_argument("--max-chars", type=int, default=130)
     p.add_argument("--max-length", type=int, default=48, help="tokens per quote (longer ones are truncated)")
     p.add_argument("--prune-ratio", type=float, default=0.1)
     p.add_argument("--finetune-epochs", type=int, default=3)
     p.add_argument("--finetune-lr", type=float, default=1e-4)
-    p.add_argument("--epochs", type=float, default=2.0, help="unlearning passes over the (coreset) forget set")
+    p.add_argument("--epochs", type=float, default=2.0, help="unlearning passes over the full forget set")
+    p.add_argument("--coreset-budget", type=float, default=0.25,
+                   help="coreset runs get this fraction of the full run's steps (0: the same epochs instead)")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-5, help="grad_diff and npo learning rate (AdamW; NPO paper default)")
+    p.add_argument("--lr", type=float, default=1e-5, help="grad_diff (and npo) learning rate (AdamW; NPO paper default)")
+    p.add_argument("--npo-lr", type=float, default=None, help="npo learning rate (default: --lr)")
     p.add_argument("--alpha", type=float, default=1.0, help="retain-term weight of grad_diff and npo")
+    p.add_argument("--retain-loss", choices=("kl", "nll"), default="kl", help="npo's retain term")
     p.add_argument("--rmu-lr", type=float, default=1e-4)
     p.add_argument("--rmu-layer", type=int, default=7, help="SmolLM2-135M has 30 blocks; WMDP used 7 of 32")
-    p.add_argument("--rmu-coeff", type=float, default=6.5)
+    p.add_argument("--rmu-coeff", default="adaptive", help="a number (WMDP: 6.5) or 'adaptive' (Dang et al.)")
+    p.add_argument("--rmu-scale", type=float, default=5.0, help="adaptive RMU's beta")
     p.add_argument("--rmu-alpha", type=float, default=1200.0)
+    p.add_argument("--atu-lr", type=float, default=3e-4, help="embedding_alignment's SGD learning rate (paper)")
+    p.add_argument("--atu-concept", default="Star Trek", help="embedding_alignment's concept to forget")
     p.add_argument("--grad-layers", type=int, default=2, help="per-sample gradients of the last N blocks' MLPs")
     p.add_argument("--proj-dim", type=int, default=512)
     p.add_argument("--min-k", type=float, default=0.4)
@@ -165,8 +227,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     import erasus
     from erasus.data.llm import LMDataset
-    from erasus.features import per_sample_gradients
-    from erasus.models import decoder_layers, load_smollm2
+    from erasus.models import load_smollm2
 
     quotes = build_sets(args)
     model, tok = load_smollm2()
@@ -178,37 +239,37 @@ def main() -> None:
 
     result["pretrained"] = evaluate(model, sets, k=args.min_k)
     print("pretrained", result["pretrained"], flush=True)
-    t0 = time.perf_counter()
-    model = finetune(model, sets["forget"], epochs=args.finetune_epochs, lr=args.finetune_lr,
-                     batch_size=args.batch_size, seed=args.seed)
-    result["finetune_s"] = time.perf_counter() - t0
+    del model
+    model, result["finetune_s"], result["start_cached"] = start_model(args, quotes, sets)
     start = evaluate(model, sets, k=args.min_k)
     result["start"] = start
     print(f"fine-tuned in {result['finetune_s']:.0f}s:", start, flush=True)
     save()
 
-    n_blocks = len(decoder_layers(model))
-    grad_layers = [f"model.layers.{i}.mlp" for i in range(n_blocks - args.grad_layers, n_blocks)]
-    t0 = time.perf_counter()
-    feats = per_sample_gradients(model, sets["forget"], projection="kronecker", proj_dim=args.proj_dim,
-                                 layers=grad_layers, batch_size=args.batch_size, seed=args.seed).numpy()
-    result["features_s"] = time.perf_counter() - t0
-    result["features"] = {"layers": grad_layers, "proj_dim": args.proj_dim, "projection": "kronecker"}
-    print(f"features {feats.shape} in {result['features_s']:.1f}s", flush=True)
-    save()
+    feats = None
+    if {"kcenter", "craig"} & set(args.selectors.split(",")):
+        feats = forget_features(args, model, sets, result)
+        save()
 
     options = strategy_options(args)
+    if "embedding_alignment" in args.strategies.split(","):
+        from erasus.models import load_minilm
+
+        options["embedding_alignment"]["text_encoder"] = load_minilm()
+    full_steps = math.ceil(args.n_forget / args.batch_size) * args.epochs
+    coreset_steps = max(1, int(args.coreset_budget * full_steps)) if args.coreset_budget > 0 else None
     print("| strategy | selector | k | steps | forget ppl | retain ppl | retain-eval ppl | Min-K% AUC | time s |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for strategy in args.strategies.split(","):
-        for selector in ("full", *args.selectors.split(",")):
+        for selector in ("full", *filter(None, args.selectors.split(","))):
             full = selector == "full"
             unlearner = erasus.ErasusUnlearner(model, strategy=strategy, selector=selector,
                                                prune_ratio=1.0 if full else args.prune_ratio, seed=args.seed,
                                                **options[strategy])
             torch.manual_seed(args.seed)
-            out = unlearner.fit(sets["forget"], sets["retain"], features=None if full else feats,
-                                epochs=args.epochs, progress=True)
+            budget = {"epochs": args.epochs} if full or coreset_steps is None else {"steps": coreset_steps}
+            out = unlearner.fit(sets["forget"], sets["retain"], features=None if full else feats, progress=True,
+                                **budget)
             t = unlearner.timings_
             feature_s = result["features_s"] if selector in ("kcenter", "craig") else 0.0
             metrics = evaluate(out, sets, k=args.min_k)
@@ -217,7 +278,9 @@ def main() -> None:
                    "weights": unlearner.selection_.weights.tolist(), "steps": len(unlearner.history_),
                    "features_s": feature_s, "selection_s": t["selection_s"], "unlearning_s": t["unlearning_s"],
                    "time_s": feature_s + t["selection_s"] + t["unlearning_s"],
-                   "options": options[strategy], **metrics}
+                   "options": {k: v for k, v in options[strategy].items() if k != "text_encoder"},
+                   "info": {k: v for k, v in unlearner.strategy.info_.items() if isinstance(v, (int, float, list))},
+                   **metrics}
             result["runs"].append(run)
             save()
             print(row_text(run, start), flush=True)
