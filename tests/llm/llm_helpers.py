@@ -92,25 +92,34 @@ def memorise(model, batch, *, steps: int = 60, lr: float = 2e-2):
 
 
 
-def distributed_npo_worker(rank: int, world: int, port: int, workdir: str) -> None:
-    """One process of a 2-process gloo run: NPO on this rank's shard of the forget set (see test_distributed)."""
+def npo_on_this_rank(workdir: str) -> None:
+    """NPO on this process's shard of the forget set, from ``workdir/start.pt`` to ``workdir/rank{r}.pt``
+    (torch.distributed already initialized with 2 processes; see test_distributed)."""
     import torch.distributed as dist
 
-    torch.set_num_threads(1)
     from erasus.data import subset
     from erasus.data.llm import LMDataset
     from erasus.registry import get_strategy
 
+    torch.set_num_threads(1)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    tok = make_tokenizer()
+    forget = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET], tok, max_length=32)
+    model = tiny_gpt2(len(tok))
+    model.load_state_dict(torch.load(os.path.join(workdir, "start.pt")))
+    out = get_strategy("npo", **DIST_NPO).unlearn(
+        model=model, forget_data=subset(forget, range(rank, len(forget), world)), steps=3, progress=False)
+    torch.save(out.state_dict(), os.path.join(workdir, f"rank{rank}.pt"))
+
+
+def distributed_npo_worker(rank: int, world: int, port: int, workdir: str) -> None:
+    """One process of a 2-process gloo run started by torch.multiprocessing."""
+    import torch.distributed as dist
+
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        tok = make_tokenizer()
-        forget = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET], tok, max_length=32)
-        model = tiny_gpt2(len(tok))
-        model.load_state_dict(torch.load(os.path.join(workdir, "start.pt")))
-        out = get_strategy("npo", **DIST_NPO).unlearn(
-            model=model, forget_data=subset(forget, range(rank, len(forget), world)), steps=3, progress=False)
-        torch.save(out.state_dict(), os.path.join(workdir, f"rank{rank}.pt"))
+        npo_on_this_rank(workdir)
     finally:
         dist.destroy_process_group()
 
