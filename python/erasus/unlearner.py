@@ -141,6 +141,8 @@ class ErasusUnlearner:
             # per-class selection (CRAIG) needs a pick per class; below that, select over the whole set
             labels = None
         t0 = time.perf_counter()
+        if features is None and not getattr(selector, "needs_features", True):
+            features = np.zeros((n, 1), dtype=np.float32)  # e.g. random: only the row count is read
         if features is None and not isinstance(selector, ContextSelector):
             kind = self.features or selector.default_features
             opts = dict(self.feature_options)

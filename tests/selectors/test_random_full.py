@@ -30,3 +30,21 @@ def test_full_returns_every_row() -> None:
         assert sel.indices.tolist() == list(range(12)) and np.all(sel.weights == 1)
     with pytest.raises(InvalidInputError):
         erasus.select(x, 13, method="full")
+
+
+def test_random_computes_no_features_from_a_model() -> None:
+    """random only reads the row count: selecting from a model must not run it (it can be a 7B LLM)."""
+    import torch
+
+    class Exploding(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise AssertionError("the model was run")
+
+    data = torch.utils.data.TensorDataset(torch.zeros(50, 3), torch.zeros(50, dtype=torch.long))
+    want = erasus.select(np.zeros((50, 1), dtype=np.float32), 5, method="random", seed=3).indices.tolist()
+    sel = erasus.get_selector("random", seed=3).select(5, model=Exploding(), data=data)
+    assert sel.indices.tolist() == want
+    unlearner = erasus.ErasusUnlearner(Exploding(), strategy="gradient_ascent", selector="random", prune_ratio=0.1,
+                                       seed=3)
+    picked, _ = unlearner.select(data)
+    assert picked.indices.tolist() == want

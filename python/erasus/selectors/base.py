@@ -38,6 +38,8 @@ class Selector(abc.ABC):
     registry_name: ClassVar[str] = ""
     #: which features the selector wants when given a model instead of features
     default_features: ClassVar[FeatureKind] = "embeddings"
+    #: False for selectors that only need the number of rows (``random``): no features are computed for them
+    needs_features: ClassVar[bool] = True
 
     def __init__(self, *, seed: int = 0, **options: Any) -> None:
         self.seed = int(seed)
@@ -56,6 +58,8 @@ class Selector(abc.ABC):
         feature_options: dict[str, Any] | None = None,
     ) -> Selection:
         """Pick ``k`` rows (or ``ratio`` of them) of ``features``, or of features computed from ``model`` on ``data``."""
+        if features is None and not self.needs_features and data is not None:
+            features = np.zeros((len(data), 1), dtype=np.float32)  # only the row count is read
         if features is None:
             if model is None or data is None:
                 raise InvalidInputError("select() needs features=..., or both model=... and data=...")

@@ -20,6 +20,8 @@ class RandomSelector(Selector):
     all rows). Only the number of rows of the features is used; labels are not used.
     """
 
+    needs_features = False
+
     def __init__(self, *, seed: int = 0) -> None:
         super().__init__(seed=seed)
 
