@@ -181,6 +181,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--coreset-budget", type=float, default=0.25,
                    help="coreset runs get this fraction of the full run's steps (0: the same epochs instead)")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--coreset-lr-scales", default="1",
+                   help="coreset runs at these multiples of the strategy's lr (e.g. 1,4: also 4x lr for 1/4 of the steps)")
     p.add_argument("--lr", type=float, default=1e-5, help="grad_diff (and npo) learning rate (AdamW; NPO paper default)")
     p.add_argument("--npo-lr", type=float, default=None, help="npo learning rate (default: --lr)")
     p.add_argument("--alpha", type=float, default=1.0, help="retain-term weight of grad_diff and npo")
@@ -215,7 +217,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def row_text(r: dict[str, Any], start: dict[str, float]) -> str:
-    return (f"| {r['strategy']} | {r['selector']} | {r['k']} | {r['steps']} | {r['ppl_forget']:.1f} "
+    return (f"| {r['strategy']} | {r['selector']} x{r['lr_scale']:g} lr | {r['k']} | {r['steps']} | {r['ppl_forget']:.1f} "
             f"({r['ppl_forget'] / start['ppl_forget']:.2f}x) | {r['ppl_retain']:.2f} "
             f"({r['ppl_retain'] / start['ppl_retain']:.3f}x) | {r['ppl_retain_eval']:.2f} "
             f"({r['ppl_retain_eval'] / start['ppl_retain_eval']:.3f}x) | {r['min_k_auc']:.3f} | {r['time_s']:.0f} |")
@@ -261,11 +263,13 @@ def main() -> None:
     print("| strategy | selector | k | steps | forget ppl | retain ppl | retain-eval ppl | Min-K% AUC | time s |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for strategy in args.strategies.split(","):
-        for selector in ("full", *filter(None, args.selectors.split(","))):
+        scales = [float(x) for x in args.coreset_lr_scales.split(",")]
+        plan = [("full", 1.0)] + [(sel, sc) for sel in filter(None, args.selectors.split(",")) for sc in scales]
+        for selector, lr_scale in plan:
             full = selector == "full"
+            opts = {**options[strategy], "lr": options[strategy]["lr"] * lr_scale}
             unlearner = erasus.ErasusUnlearner(model, strategy=strategy, selector=selector,
-                                               prune_ratio=1.0 if full else args.prune_ratio, seed=args.seed,
-                                               **options[strategy])
+                                               prune_ratio=1.0 if full else args.prune_ratio, seed=args.seed, **opts)
             torch.manual_seed(args.seed)
             budget = {"epochs": args.epochs} if full or coreset_steps is None else {"steps": coreset_steps}
             out = unlearner.fit(sets["forget"], sets["retain"], features=None if full else feats, progress=True,
@@ -273,12 +277,12 @@ def main() -> None:
             t = unlearner.timings_
             feature_s = result["features_s"] if selector in ("kcenter", "craig") else 0.0
             metrics = evaluate(out, sets, k=args.min_k)
-            run = {"strategy": strategy, "selector": selector, "k": len(unlearner.selection_),
+            run = {"strategy": strategy, "selector": selector, "lr_scale": lr_scale, "k": len(unlearner.selection_),
                    "indices": unlearner.selection_.indices.tolist(),
                    "weights": unlearner.selection_.weights.tolist(), "steps": len(unlearner.history_),
                    "features_s": feature_s, "selection_s": t["selection_s"], "unlearning_s": t["unlearning_s"],
                    "time_s": feature_s + t["selection_s"] + t["unlearning_s"],
-                   "options": {k: v for k, v in options[strategy].items() if k != "text_encoder"},
+                   "options": {k: v for k, v in opts.items() if k != "text_encoder"},
                    "info": {k: v for k, v in unlearner.strategy.info_.items() if isinstance(v, (int, float, list))},
                    **metrics}
             result["runs"].append(run)
