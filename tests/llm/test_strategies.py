@@ -294,3 +294,21 @@ def test_adaptive_rmu_scales_the_control_vector_by_activation_norms(memorised):
     with pytest.raises(InvalidInputError, match="steering_coeff"):
         get_strategy("rmu", steering_coeff="auto").unlearn(model=model, forget_data=forget, retain_data=retain,
                                                           steps=1, progress=False)
+
+
+def test_npo_and_its_kl_retain_term_share_one_frozen_copy(memorised, monkeypatch):
+    from erasus.strategies.llm import common
+
+    model, forget, retain = memorised
+    built = []
+    original_init = common.FrozenReference.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(1)
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(common.FrozenReference, "__init__", counting_init)
+    work = copy.deepcopy(model)
+    get_strategy("npo", lr=1e-3, retain_loss="kl", batch_size=4).unlearn(
+        model=work, forget_data=forget, retain_data=retain, steps=2, inplace=True, progress=False)
+    assert len(built) == 1  # inplace=True: one frozen copy of the starting model, not one per use

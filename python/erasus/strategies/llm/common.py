@@ -109,7 +109,14 @@ class FrozenReference:
 
 
 def frozen_reference(model: torch.nn.Module, run: Run) -> FrozenReference:
-    return FrozenReference(model, run)
+    """The :class:`FrozenReference` of ``model`` for this call, built once per run: NPO's reference and a KL
+    retain term share it (with ``inplace=True`` each would otherwise hold a full copy of the model)."""
+    cached = getattr(run, "_frozen_reference", None)
+    if cached is not None and cached.model is model:
+        return cached
+    ref = FrozenReference(model, run)
+    run._frozen_reference = ref  # type: ignore[attr-defined]
+    return ref
 
 
 def _grad_all_reduce(model: torch.nn.Module) -> Callable[[], None] | None:
