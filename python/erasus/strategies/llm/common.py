@@ -160,7 +160,8 @@ class LLMStrategy(UnlearningStrategy):
         if retain_loss not in ("nll", "kl"):
             raise InvalidInputError(f"retain_loss must be 'nll' or 'kl', got {retain_loss!r}")
         # KL needs the model as it was: build the frozen reference before any step
-        self._retain_ref = frozen_reference(model, run) if retain_loss == "kl" and run.retain is not None else None
+        kl = retain_loss == "kl" and run.retain is not None and options.get("alpha", 1.0) != 0
+        self._retain_ref = frozen_reference(model, run) if kl else None
         # transformers >= 5 renamed gradient checkpointing to activation checkpointing
         prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
         enable = getattr(model, f"{prefix}_checkpointing_enable", None)
