@@ -109,25 +109,22 @@ def start_model(args: argparse.Namespace, quotes: dict[str, list[str]], sets: di
     sweep reuse it. Returns (model, seconds the fine-tuning took when it was done, loaded from cache?)."""
     from erasus.models import load_smollm2
 
-    key = json.dumps([quotes["forget"], args.finetune_epochs, args.finetune_lr, args.batch_size, args.max_length,
-                      args.seed]).encode()
+    key = json.dumps(["safetensors-model-v2", quotes["forget"], args.finetune_epochs, args.finetune_lr,
+                      args.batch_size, args.max_length, args.seed]).encode()
     cache = Path.home() / ".cache" / "erasus" / f"bench-llm-start-{hashlib.sha256(key).hexdigest()[:16]}"
     model, _ = load_smollm2()
-    if (cache / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+    # save_model/load_model store tied tensors (input/output embeddings) once and check every other key
+    from safetensors.torch import load_model, save_model
 
-        model.load_state_dict(load_file(cache / "model.safetensors"), strict=False)
+    if (cache / "model.safetensors").is_file():
+        load_model(model, cache / "model.safetensors")
         return model.eval(), float(json.loads((cache / "meta.json").read_text())["finetune_s"]), True
     t0 = time.perf_counter()
     model = finetune(model, sets["forget"], epochs=args.finetune_epochs, lr=args.finetune_lr,
                      batch_size=args.batch_size, seed=args.seed)
     seconds = time.perf_counter() - t0
     cache.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    # tied input/output embeddings: store each tensor once
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_file(state, cache / "model.safetensors")
+    save_model(model, str(cache / "model.safetensors"))
     (cache / "meta.json").write_text(json.dumps({"finetune_s": seconds}))
     return model, seconds, False
 
@@ -216,13 +213,6 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
 
-def row_text(r: dict[str, Any], start: dict[str, float]) -> str:
-    return (f"| {r['strategy']} | {r['selector']} x{r['lr_scale']:g} lr | {r['k']} | {r['steps']} | {r['ppl_forget']:.1f} "
-            f"({r['ppl_forget'] / start['ppl_forget']:.2f}x) | {r['ppl_retain']:.2f} "
-            f"({r['ppl_retain'] / start['ppl_retain']:.3f}x) | {r['ppl_retain_eval']:.2f} "
-            f"({r['ppl_retain_eval'] / start['ppl_retain_eval']:.3f}x) | {r['min_k_auc']:.3f} | {r['time_s']:.0f} |")
-
-
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
@@ -260,8 +250,9 @@ def main() -> None:
         options["embedding_alignment"]["text_encoder"] = load_minilm()
     full_steps = math.ceil(args.n_forget / args.batch_size) * args.epochs
     coreset_steps = max(1, int(args.coreset_budget * full_steps)) if args.coreset_budget > 0 else None
-    print("| strategy | selector | k | steps | forget ppl | retain ppl | retain-eval ppl | Min-K% AUC | time s |")
-    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    from table import HEADER, row  # benches/llm/table.py, next to this script
+
+    print(HEADER, flush=True)
     for strategy in args.strategies.split(","):
         scales = [float(x) for x in args.coreset_lr_scales.split(",")]
         plan = [("full", 1.0)] + [(sel, sc) for sel in filter(None, args.selectors.split(",")) for sc in scales]
@@ -287,7 +278,8 @@ def main() -> None:
                    **metrics}
             result["runs"].append(run)
             save()
-            print(row_text(run, start), flush=True)
+            full_run = next(r for r in result["runs"] if r["strategy"] == strategy and r["selector"] == "full")
+            print(row(run, start, full_run), flush=True)
             del out, unlearner
     result["env"]["finished_utc"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     save()
