@@ -18,11 +18,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def _single_torch_thread():
     """The tests use tiny models: on two shared cores a second intra-op thread only adds synchronisation
-    (measured: 3 s versus 22 s to train the digits CNN on a loaded machine)."""
+    (measured: 3 s versus 22 s to train the digits CNN on a loaded machine). Session-scoped, so the
+    session- and package-scoped fixtures that train the shared tiny models run on one thread too."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_count_leaks():
+    """A test that changes torch's thread count does not pass it on to the next one."""
+    yield
+    torch.set_num_threads(1)

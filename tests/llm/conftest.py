@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
@@ -11,15 +10,6 @@ pytest.importorskip("tokenizers")
 from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2
 
 from erasus.data.llm import LMDataset
-
-
-@pytest.fixture(autouse=True, scope="package")
-def _one_thread():
-    """Tiny models are dominated by per-op overhead; extra threads only fight the other jobs for the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="package")

@@ -67,15 +67,6 @@ class Digits:
         }
 
 
-@pytest.fixture(scope="package", autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only contend on shared cores. Restored after this package's tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def digits() -> Digits:
     from sklearn.datasets import load_digits
