@@ -185,14 +185,19 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
 
         # selection features are computed once per kind and charged to every coreset run that uses them
         features: dict[str, tuple[Any, float]] = {}
-        kinds = {name: get_selector(name).default_features for name in cfg.selectors}
+        # selectors that read only the row count (random) get no features and are charged no feature time
+        kinds = {name: sel.default_features for name in cfg.selectors
+                 if (sel := get_selector(name)).needs_features}
         for kind in sorted(set(kinds.values())):
             t0 = time.perf_counter()
             opts = {"proj_dim": cfg.proj_dim} if kind == "gradients" else {}
             feats = features_from_model(original, data["forget"], kind=kind, seed=seed, **opts)
             features[kind] = (feats, time.perf_counter() - t0)
         if shown_features is None:
-            shown_features = np.asarray(features.get("embeddings", next(iter(features.values())))[0])
+            shown = features.get("embeddings") or next(iter(features.values()), None)
+            if shown is None:  # only row-count selectors: embed for the report's picture, charged to no run
+                shown = (features_from_model(original, data["forget"], kind="embeddings", seed=seed), 0.0)
+            shown_features = np.asarray(shown[0])
             shown_labels = ytr[forget_idx].numpy()
 
         for strategy in cfg.strategies:
@@ -213,7 +218,7 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
                 for name in cfg.selectors:
                     un = ErasusUnlearner(original, strategy=strategy, selector=name, seed=seed, **options)
                     is_context = isinstance(un.make_selector(), ContextSelector)
-                    feats, feat_s = (None, 0.0) if is_context else features[kinds[name]]
+                    feats, feat_s = (None, 0.0) if is_context or name not in kinds else features[kinds[name]]
                     run_base = {**base, "strategy": strategy, "selector": name, "fraction": frac}
                     try:
                         un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False)
