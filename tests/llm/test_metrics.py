@@ -17,6 +17,64 @@ from rouge_score import rouge_scorer
 from scipy.stats import ks_2samp
 from sklearn.metrics import roc_auc_score
 
+SWAP = {"Alba": "Cato", "Quist": "Wren", "Cato": "Alba", "Wren": "Quist"}
+
+
+def _swapped(text: str) -> str:
+    return " ".join(SWAP.get(w, w) for w in text.split())
+
+
+def _tofu_records(pairs, *, paraphrase: bool = True):
+    """TOFU-style *_perturbed records: two perturbed answers (names swapped; the last word replaced) per pair,
+    the answer without its full stop as the paraphrase."""
+    out = []
+    for q, a in pairs:
+        r = {"prompt": q, "answer": a, "perturbed_answer": [_swapped(a), " ".join(a.split()[:-1]) + " poems."]}
+        if paraphrase:
+            r["paraphrased_answer"] = a.rstrip(".")
+        out.append(r)
+    return out
+
+
+def _hand_token_logp(model, tokenizer, prompt: str, answer: str):
+    """Label log-probs and the log-prob mean/std under the next-token distribution, float64, one unpadded
+    sequence: prompt with BOS (BOS alone for plain text), then the answer and EOS (LMDataset's layout)."""
+    p_ids = tokenizer(prompt)["input_ids"] if prompt else [tokenizer.bos_token_id]
+    a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = torch.tensor([p_ids + a_ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+    lp, mu, sd = [], [], []
+    for j in range(len(p_ids), ids.shape[1]):
+        row = logp[j - 1]
+        lp.append(float(row[ids[0, j]]))
+        m = float((row.exp() * row).sum())
+        mu.append(m)
+        sd.append(max(float((row.exp() * (row - m) ** 2).sum()), 1e-6) ** 0.5)
+    return np.array(lp), np.array(mu), np.array(sd)
+
+
+def _hand_avg_nll(model, tokenizer, prompt: str, answer: str) -> float:
+    return -float(_hand_token_logp(model, tokenizer, prompt, answer)[0].mean())
+
+
+def _hand_greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    ids = tokenizer(prompt)["input_ids"]
+    out = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            nxt = int(model(input_ids=torch.tensor([ids + out])).logits[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+    return tokenizer.decode(out, skip_special_tokens=True).strip()
+
+
+def _brute_auc(forget_scores, holdout_scores) -> float:
+    """P(holdout score > forget score) + P(tie)/2 over all pairs (Mann-Whitney)."""
+    pairs = [(h > f) + 0.5 * (h == f) for f in forget_scores for h in holdout_scores]
+    return float(np.mean(pairs))
+
 
 def test_rouge_recall_matches_rouge_score():
     preds = ["Alba Quist wrote the red book .", "the blue book", "nothing here", "Cato Wren was born in Ostby"]
@@ -62,20 +120,45 @@ def test_forget_quality_is_the_ks_p_value():
 def test_model_utility_and_privleak_closed_forms():
     assert M.model_utility([0.2, 0.5, 1.0]) == pytest.approx(3 / (5 + 2 + 1))
     assert M.model_utility([0.3, 0.0]) == 0.0
-    assert M.privleak(0.8, 0.5) == pytest.approx(60.0)
-    with pytest.raises(InvalidInputError):
-        M.privleak(0.8, 0.0)
+    # MUSE reports 1 - (forget = 0 AUC): a fully exposed forget set (AUC 1) against a chance-level retrained
+    # model is -100 (MUSE's "target model" row), a model matching the retrained one is 0
+    assert M.privleak(1.0, 0.5) == pytest.approx(-100.0)
+    assert M.privleak(0.8, 0.5) == pytest.approx((0.2 - 0.5) / 0.5 * 100)
+    assert M.privleak(0.3, 0.5) == pytest.approx(40.0)  # over-unlearned: forget looks less member than holdout
+    assert M.privleak(0.62, 0.62) == 0.0
+    for bad in ((0.8, 1.0), (1.2, 0.5), (0.5, -0.1)):
+        with pytest.raises(InvalidInputError):
+            M.privleak(*bad)
+
+
+def test_answer_probability_with_options_closed_form():
+    correct = np.array([0.5, 2.0])
+    wrong = np.array([[1.0, 3.0, 0.2], [0.1, 2.0, 5.0]])
+    want = [np.exp(-0.5) / (np.exp(-0.5) + np.exp(-1.0) + np.exp(-3.0) + np.exp(-0.2)),
+            np.exp(-2.0) / (np.exp(-2.0) + np.exp(-0.1) + np.exp(-2.0) + np.exp(-5.0))]
+    np.testing.assert_allclose(M.answer_probability_with_options(correct, wrong), want, rtol=1e-9)
+    with pytest.raises(InvalidInputError, match="wrong_avg_nll"):
+        M.answer_probability_with_options(correct, wrong[:1])
 
 
 def test_exact_memorization_and_extraction_strength_by_hand():
-    matches = [np.array([1, 0, 1, 1], bool), np.array([1, 1, 1], bool), np.array([0, 0], bool), np.array([1, 1, 0], bool)]
-    np.testing.assert_allclose(M.exact_memorization(matches), [0.75, 1.0, 0.0, 2 / 3])
+    matches = [np.array([1, 0, 1, 1], bool), np.array([1, 1, 1], bool), np.array([0, 0], bool), np.array([1, 1, 0], bool),
+               np.array([0], bool), np.array([0, 1, 1, 1, 1], bool)]
+    np.testing.assert_allclose(M.exact_memorization(matches), [0.75, 1.0, 0.0, 2 / 3, 0.0, 0.8])
+    # OpenUnlearning's loop (memorization.py): k runs over range(|a|) and stays at |a| - 1 on a full miss
+    # (1/|a|, not 0), so even a wrong one-token answer scores 1
+    np.testing.assert_allclose(M.extraction_strength(matches), [0.5, 1.0, 0.5, 1 / 3, 1.0, 0.8])
 
-    def brute(m):  # smallest k whose suffix is all correct
-        n = len(m)
-        return next((1 - k / n for k in range(n + 1) if all(m[k:])), 0.0)
+    def openunlearning(m):
+        m = list(m)
+        for k in range(len(m)):
+            if m[k:] == [True] * (len(m) - k):
+                break
+        return 1 - k / len(m)
 
-    np.testing.assert_allclose(M.extraction_strength(matches), [brute(m) for m in matches])
+    rng = np.random.default_rng(0)
+    random_matches = [rng.random(int(rng.integers(1, 8))) < 0.7 for _ in range(200)]
+    np.testing.assert_allclose(M.extraction_strength(random_matches), [openunlearning(m) for m in random_matches])
 
 
 def test_min_k_and_zlib_by_hand():
@@ -119,23 +202,63 @@ def test_token_stats_match_hand_computation(tokenizer):
     assert get_metric("answer_prob").compute(model, ds)["answer_prob"] == pytest.approx(float(probs), rel=1e-5)
 
 
-def test_membership_attacks_separate_memorised_from_unseen(memorised, tokenizer):
+UNSEEN = ["Alba Quist wrote the blue book.", "Cato Wren was born in Norvik.", "What prize did Cato Wren write?",
+          "the red book is a sea poems book."]
+
+
+def test_membership_attacks_match_hand_scores_and_brute_force_auc(tokenizer):
+    """Every attack's AUC equals the pairwise (Mann-Whitney) AUC of scores computed by hand from the logits,
+    on a random model where the AUCs are strictly between 0 and 1."""
+    model, ref = tiny_gpt2(len(tokenizer), seed=4), tiny_gpt2(len(tokenizer), seed=6)
+    forget_pairs = [("", a) for _, a in FORGET] + [("", a) for _, a in RETAIN[:2]]
+    holdout_pairs = [("", t) for t in UNSEEN] + [("", a) for _, a in RETAIN[2:]]
+    forget, holdout = (LMDataset([t for _, t in pairs], tokenizer) for pairs in (forget_pairs, holdout_pairs))
+
+    def hand(m, pairs):
+        return [_hand_token_logp(m, tokenizer, p, a) for p, a in pairs]
+
+    def k_lowest(v, k=0.4):
+        return -np.sort(v)[: max(1, int(v.size * k))].mean()
+
+    tf, th, rf, rh = hand(model, forget_pairs), hand(model, holdout_pairs), hand(ref, forget_pairs), hand(ref, holdout_pairs)
+    # OpenUnlearning compresses the decoded target (answer) tokens
+    texts = {k: [tokenizer.decode(tokenizer(a, add_special_tokens=False)["input_ids"]) for _, a in pairs]
+             for k, pairs in (("f", forget_pairs), ("h", holdout_pairs))}
+    want = {
+        "mia_loss_auc": ([-lp.mean() for lp, _, _ in tf], [-lp.mean() for lp, _, _ in th]),
+        "mia_zlib_auc": ([-lp.mean() / len(zlib.compress(t.encode())) for (lp, _, _), t in zip(tf, texts["f"])],
+                         [-lp.mean() / len(zlib.compress(t.encode())) for (lp, _, _), t in zip(th, texts["h"])]),
+        "mia_min_k_auc": ([k_lowest(lp) for lp, _, _ in tf], [k_lowest(lp) for lp, _, _ in th]),
+        "mia_min_k_plus_plus_auc": ([k_lowest((lp - mu) / sd) for lp, mu, sd in tf],
+                                    [k_lowest((lp - mu) / sd) for lp, mu, sd in th]),
+        "mia_reference_auc": ([r[0].mean() - t[0].mean() for t, r in zip(tf, rf)],
+                              [r[0].mean() - t[0].mean() for t, r in zip(th, rh)]),
+    }
+    got = {}
+    for name in ("mia_lm_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_reference"):
+        kw = {"reference_model": ref} if name == "mia_reference" else {}
+        got.update(get_metric(name, tokenizer=tokenizer).compute(model, forget, holdout, **kw))
+    assert set(got) == set(want)
+    for key, (f, h) in want.items():
+        auc = _brute_auc(f, h)
+        assert got[key] == pytest.approx(auc, abs=1e-12), key
+    assert 0.0 < got["mia_loss_auc"] < 1.0 and got["mia_loss_auc"] != got["mia_reference_auc"]
+    # PrivLeak with a retrained model: MUSE's relative difference of (1 - AUC)s
+    leak = get_metric("privleak", attack="loss", tokenizer=tokenizer).compute(model, forget, holdout, reference_model=ref)
+    ref_auc = _brute_auc([-lp.mean() for lp, _, _ in rf], [-lp.mean() for lp, _, _ in rh])
+    assert leak["privleak"] == pytest.approx(((1 - got["mia_loss_auc"]) - (1 - ref_auc)) / (1 - ref_auc) * 100)
+
+
+def test_memorised_forget_set_is_exposed_and_privleak_is_minus_100(memorised, tokenizer):
     model, forget, _ = memorised
-    unseen = LMDataset(["Alba Quist wrote the blue book.", "Cato Wren was born in Norvik.",
-                        "What prize did Cato Wren write?", "the red book is a sea poems book."], tokenizer)
+    unseen = LMDataset(UNSEEN, tokenizer)
     for name in ("mia_lm_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_gradnorm"):
-        out = get_metric(name).compute(model, forget, unseen)
-        (key, auc), = out.items()
+        (key, auc), = get_metric(name).compute(model, forget, unseen).items()
         assert key == f"{name.replace('mia_lm_loss', 'mia_loss')}_auc"
-        assert 0.0 <= auc <= 1.0
-    loss_scores = M.token_stats(model, forget).avg_nll, M.token_stats(model, unseen).avg_nll
-    assert get_metric("mia_lm_loss").compute(model, forget, unseen)["mia_loss_auc"] == pytest.approx(
-        roc_auc_score(np.r_[np.zeros(4), np.ones(4)], np.r_[loss_scores[0], loss_scores[1]]))
-    assert get_metric("mia_lm_loss").compute(model, forget, unseen)["mia_loss_auc"] == 1.0
-    # against itself the reference attack has no signal
-    assert get_metric("mia_reference").compute(model, forget, unseen, reference_model=model)["mia_reference_auc"] == 0.5
-    leak = get_metric("privleak", attack="loss").compute(model, forget, unseen)
-    assert leak["privleak"] == pytest.approx(M.privleak(leak["mia_loss_auc"], 0.5))
+        # every memorised answer scores below every unseen text: the attack separates them perfectly
+        assert auc == 1.0, name
+    # MUSE's target-model row: fully exposed against the default chance-level reference
+    assert get_metric("privleak", attack="loss").compute(model, forget, unseen)["privleak"] == pytest.approx(-100.0)
 
 
 def test_gradnorm_scores_by_hand(tokenizer):
@@ -151,22 +274,75 @@ def test_gradnorm_scores_by_hand(tokenizer):
     assert all(p.grad is None for p in model.parameters())
 
 
-def test_truth_ratio_and_forget_quality_metrics(memorised, tokenizer):
+def _hand_truth_ratio(model, tokenizer, r, correct_key):
+    wrong = np.mean([_hand_avg_nll(model, tokenizer, r["prompt"], x) for x in r["perturbed_answer"]])
+    return np.exp(-wrong) / (np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], r[correct_key])) + 1e-10)
+
+
+def test_truth_ratio_and_forget_quality_against_hand_computation(memorised, tokenizer):
     model, _, _ = memorised
-    q, a = FORGET[0]
-    records = [{"prompt": q, "answer": a, "paraphrased_answer": a, "perturbed_answer": PERTURBED[a]}] * 3
-    stats = [M.token_stats(model, [{"prompt": q, "answer": x}], tokenizer=tokenizer).avg_nll[0]
-             for x in [a, *PERTURBED[a]]]
-    ratio = np.exp(-np.mean(stats[1:])) / (np.exp(-stats[0]) + 1e-10)
+    other = tiny_gpt2(len(tokenizer), seed=3)
+    records = _tofu_records(FORGET + RETAIN)
+    r_model = np.array([_hand_truth_ratio(model, tokenizer, r, "paraphrased_answer") for r in records])
+    r_other = np.array([_hand_truth_ratio(other, tokenizer, r, "paraphrased_answer") for r in records])
     got = get_metric("truth_ratio", tokenizer=tokenizer).compute(model, records)["truth_ratio"]
-    assert got == pytest.approx(min(ratio, 1 / ratio), rel=1e-6)
-    fq = get_metric("forget_quality", tokenizer=tokenizer).compute(model, records, reference_model=model)
-    assert fq["forget_quality"] == pytest.approx(1.0)
+    assert got == pytest.approx(np.mean(np.minimum(r_model, 1 / r_model)), rel=1e-6)
+    got = get_metric("truth_ratio", tokenizer=tokenizer, aggregator="true_better", correct_key="answer").compute(
+        model, records)["truth_ratio"]
+    r_answer = np.array([_hand_truth_ratio(model, tokenizer, r, "answer") for r in records])
+    assert got == pytest.approx(np.mean(np.maximum(0, 1 - r_answer)), rel=1e-6)
+    # the memorised model prefers its answers to their perturbations; a fresh one has no such preference
+    assert r_answer.max() < 1.0 and np.median(r_other) > 2 * np.median(r_answer), (r_answer, r_other)
+    fq = get_metric("forget_quality", tokenizer=tokenizer).compute(model, records, reference_model=other)
+    assert fq["forget_quality"] == pytest.approx(ks_2samp(r_model, r_other).pvalue, rel=1e-6)
     with pytest.raises(InvalidInputError, match="reference_model"):
         get_metric("forget_quality", tokenizer=tokenizer).compute(model, records)
-    mu = get_metric("model_utility", tokenizer=tokenizer, max_new_tokens=12).compute(model, records)["model_utility"]
-    prob = np.exp(-stats[0])
-    assert mu == pytest.approx(3 / (1 / prob + 1 / 1.0 + 1 / max(0.0, 1 - ratio)), rel=1e-6)
+    with pytest.raises(InvalidInputError, match="paraphrased_answer"):
+        get_metric("truth_ratio", tokenizer=tokenizer).compute(model, _tofu_records(FORGET, paraphrase=False))
+
+
+def test_model_utility_is_toFU_nine_component_harmonic_mean(memorised, tokenizer):
+    """retain: raw answer probability, ROUGE-L, truth ratio vs the paraphrase; real authors / world facts:
+    probability normalized over the options, ROUGE-L, truth ratio vs the answer (no paraphrase there); all
+    recomputed from the logits and a hand greedy decoder, ROUGE by rouge-score."""
+    model, _, _ = memorised
+    retain = _tofu_records(RETAIN)
+    authors = _tofu_records(FORGET[:2], paraphrase=False)
+    facts = _tofu_records(FORGET[2:] + [("Who wrote the blue book?", "Alba Quist wrote the blue book.")],
+                          paraphrase=False)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+    def rouge(records):
+        return np.mean([scorer.score(r["answer"], _hand_greedy(model, tokenizer, r["prompt"], 12))["rougeL"].recall
+                        for r in records])
+
+    want = {}
+    p = [np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], r["answer"])) for r in retain]
+    want["retain_Q_A_Prob"] = np.mean(p)
+    want["retain_Q_A_ROUGE"] = rouge(retain)
+    tr = np.array([_hand_truth_ratio(model, tokenizer, r, "paraphrased_answer") for r in retain])
+    want["retain_Truth_Ratio"] = np.mean(np.maximum(0, 1 - tr))
+    for name, records in (("ra", authors), ("wf", facts)):
+        norm = []
+        for r in records:
+            pc = np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], r["answer"]))
+            pw = [np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], x)) for x in r["perturbed_answer"]]
+            norm.append(pc / (pc + sum(pw)))
+        want[f"{name}_Q_A_Prob_normalised"] = np.mean(norm)
+        want[f"{name}_Q_A_ROUGE"] = rouge(records)
+        tr = np.array([_hand_truth_ratio(model, tokenizer, r, "answer") for r in records])
+        want[f"{name}_Truth_Ratio"] = np.mean(np.maximum(0, 1 - tr))
+    got = get_metric("model_utility", tokenizer=tokenizer, max_new_tokens=12).compute(model, retain, authors, facts)
+    assert set(got) == {"model_utility", *want}
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert 0.0 < min(want.values()) and want["wf_Q_A_ROUGE"] < 1.0  # no component degenerate
+    assert got["model_utility"] == pytest.approx(9 / sum(1 / v for v in want.values()), rel=1e-6)
+    # the options-normalized probability is not the raw one the old code reported
+    raw_ra = np.mean([np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], r["answer"])) for r in authors])
+    assert abs(raw_ra - got["ra_Q_A_Prob_normalised"]) > 1e-3
+    with pytest.raises(InvalidInputError, match="paraphrased_answer"):
+        get_metric("model_utility", tokenizer=tokenizer).compute(model, authors)
 
 
 def test_multiple_choice_matches_brute_force(memorised, tokenizer):

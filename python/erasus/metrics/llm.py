@@ -4,22 +4,30 @@ Pure functions work on per-sample statistics; the registered classes run a causa
 (an :class:`erasus.data.llm.LMDataset`, a loader of :class:`~erasus.tasks.CausalLMTask` batches, or
 records ``{"prompt", "answer", ...}`` plus ``tokenizer=``) and hand the statistics to the functions.
 
-* answer probability (TOFU): ``p_i = exp(-(1/|a_i|) sum_t NLL_t)``, averaged over samples.
+* answer probability (TOFU): ``p_i = exp(-(1/|a_i|) sum_t NLL_t)``, averaged over samples; on the real-authors
+  and world-facts sets normalized over the answer options, ``p(a) / (p(a) + sum_j p(a'_j))`` (TOFU's
+  ``aggregate_eval_stat.py``, OpenUnlearning's ``probability_w_options``).
 * ROUGE-L recall of greedy generations against the answer (``rouge-score``, stemming on).
-* truth ratio (TOFU): ``R_i = exp(-mean_j nll(perturbed_ij)) / exp(-nll(paraphrased_i))``; aggregated as
-  ``mean(min(R, 1/R))`` on forget data, ``mean(max(0, 1 - R))`` elsewhere.
+* truth ratio (TOFU): ``R_i = exp(-mean_j nll(perturbed_ij)) / exp(-nll(correct_i))`` with ``correct`` the
+  paraphrased answer on forget/retain and the answer itself on real authors / world facts (which have no
+  paraphrase); aggregated as ``mean(min(R, 1/R))`` on forget data, ``mean(max(0, 1 - R))`` elsewhere.
 * forget quality: the two-sample KS test p-value between the forget truth ratios of the unlearned model
   and of a model retrained without the forget set.
-* model utility: the harmonic mean of retain-side scores.
+* model utility: the harmonic mean of nine scores, answer probability / ROUGE-L recall / truth ratio on each of
+  retain, real authors and world facts (OpenUnlearning's ``hm_aggregate`` over ``configs/eval/tofu_metrics/
+  model_utility.yaml``).
 * exact memorization (Tirumala et al., 2022): fraction of answer tokens the greedy next-token prediction gets
-  right under teacher forcing; extraction strength (Carlini et al., 2021): ``1 - k*/|a|`` with ``k*`` the
-  shortest answer prefix after which the rest is predicted exactly.
+  right under teacher forcing; extraction strength (Carlini et al., 2021, as OpenUnlearning's
+  ``memorization.py``): ``1 - k/|a|`` with ``k`` the shortest answer prefix after which the rest is predicted
+  exactly, searched over ``k < |a|`` (so a full miss scores ``1/|a|``).
 * membership attacks as ROC AUC with the OpenUnlearning convention (forget = 0, holdout = 1, score larger
   for non-members): LOSS (Yeom et al., 2018), ZLib (Carlini et al., 2021: avg NLL / zlib bytes), Min-K%
   (Shi et al., 2024: minus the mean of the k% lowest token log-probs), Min-K%++ (Zhang et al., 2024:
   token scores ``(log p(x_t) - mu_t) / sigma_t`` with ``mu_t, sigma_t^2`` the mean/variance of ``log p`` under
   the model's own next-token distribution), reference (``NLL_target - NLL_reference``) and gradient norm.
-* PrivLeak (MUSE, Shi et al., 2024): ``(AUC_unlearned - AUC_retrained) / AUC_retrained * 100``.
+* PrivLeak (MUSE, Shi et al., 2024): ``(AUC_unlearned - AUC_retrained) / AUC_retrained * 100`` on MUSE's AUC,
+  which is ``1 -`` the AUC above (OpenUnlearning's ``privacy.py``): ~-100 for a model that still holds the forget
+  set, ~0 for one as private as the retrained model, positive when unlearning overshoots.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ __all__ = [
     "TokenStats",
     "aggregate_truth_ratio",
     "answer_probability",
+    "answer_probability_with_options",
     "exact_memorization",
     "extraction_strength",
     "forget_quality",
@@ -68,6 +77,19 @@ def answer_probability(avg_nll: Any) -> np.ndarray:
     return np.exp(-_arr(avg_nll, "avg_nll"))
 
 
+def answer_probability_with_options(correct_avg_nll: Any, wrong_avg_nll: Any) -> np.ndarray:
+    """Per-sample probability of the correct answer normalized over the answer options,
+    ``p(a) / (p(a) + sum_j p(a'_j) + 1e-10)`` with ``p = exp(-avg_nll)`` (OpenUnlearning's
+    ``probability_w_options``; TOFU's "Prob." on real authors and world facts). ``wrong_avg_nll`` is (N, P)."""
+    c = _arr(correct_avg_nll, "correct avg_nll")
+    w = np.asarray(wrong_avg_nll, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] != c.size or w.shape[1] == 0:
+        raise InvalidInputError(f"wrong_avg_nll must be (N={c.size}, P>0) for N correct answers, got {w.shape}")
+    _arr(w, "wrong avg_nll")
+    p = np.exp(-c)
+    return p / (p + np.exp(-w).sum(1) + 1e-10)
+
+
 def perplexity(nll_sums: Any, token_counts: Any) -> float:
     """Corpus perplexity ``exp(sum_i NLL_i / sum_i |a_i|)`` (token-weighted)."""
     s, n = _arr(nll_sums, "nll_sums"), _arr(token_counts, "token_counts")
@@ -82,13 +104,18 @@ def exact_memorization(matches: Sequence[Any]) -> np.ndarray:
 
 
 def extraction_strength(matches: Sequence[Any]) -> np.ndarray:
-    """Per-sample ``1 - k*/|a|`` where ``k*`` is the smallest ``k`` such that predictions match labels on
-    every position ``>= k`` (``k* = |a|`` when even the last token is wrong, giving 0)."""
+    """Per-sample ``1 - k/|a|`` with ``k`` the smallest prefix length in ``0 .. |a|-1`` after which predictions
+    match labels on every position ``>= k``; when none does (the last token is wrong) the search ends at
+    ``k = |a| - 1``, so a full miss scores ``1/|a|``, not 0 (OpenUnlearning ``extraction_strength``, whose
+    ``for k in range(valid_len)`` loop leaves ``k`` at its last value; a one-token answer therefore always
+    scores 1)."""
     out = []
     for m in matches:
-        m = np.asarray(m, dtype=bool)
+        m = np.asarray(m, dtype=bool).reshape(-1)
+        if m.size == 0:
+            raise InvalidInputError("extraction strength needs at least one answer token per sample")
         wrong = np.flatnonzero(~m)
-        k = 0 if wrong.size == 0 else int(wrong[-1]) + 1
+        k = 0 if wrong.size == 0 else min(int(wrong[-1]) + 1, m.size - 1)
         out.append(1.0 - k / m.size)
     return np.array(out)
 
@@ -165,7 +192,7 @@ def min_k_plus_plus_score(token_logp: Sequence[Any], mu: Sequence[Any], sigma: S
 
 
 def zlib_score(avg_nll: Any, texts: Sequence[str]) -> np.ndarray:
-    """ZLib attack: ``avg_nll / len(zlib.compress(text))`` per sample."""
+    """ZLib attack: ``avg_nll / len(zlib.compress(text))`` per sample, ``text`` the scored answer text."""
     nll = _arr(avg_nll, "avg_nll")
     if len(texts) != nll.size:
         raise InvalidInputError(f"{nll.size} losses but {len(texts)} texts")
@@ -180,10 +207,17 @@ def mia_auc(forget_scores: Any, holdout_scores: Any) -> float:
 
 
 def privleak(auc: float, reference_auc: float) -> float:
-    """MUSE PrivLeak ``(AUC - AUC_ref) / AUC_ref * 100``; ~0 for a model as private as the retrained one."""
-    if not reference_auc > 0:
-        raise InvalidInputError(f"the reference AUC must be positive, got {reference_auc}")
-    return float((auc - reference_auc) / reference_auc * 100.0)
+    """MUSE PrivLeak from two :func:`mia_auc` values (forget = 0 convention): MUSE's AUC is ``1 - auc``, so
+    ``((1 - auc) - (1 - auc_ref)) / (1 - auc_ref) * 100`` (OpenUnlearning ``privleak``, which adds 1e-10 to the
+    denominator; erasus refuses ``auc_ref = 1`` instead). -100 when the forget set is fully exposed against a
+    reference at chance (0.5), ~0 for a model as private as the retrained one."""
+    for name, v in (("auc", auc), ("reference_auc", reference_auc)):
+        if not (isinstance(v, (int, float, np.floating)) and 0.0 <= float(v) <= 1.0):
+            raise InvalidInputError(f"{name} must be an AUC in [0, 1], got {v!r}")
+    if reference_auc >= 1.0:
+        raise InvalidInputError("the reference AUC must be below 1 (MUSE divides by 1 - AUC_ref)")
+    muse, muse_ref = 1.0 - float(auc), 1.0 - float(reference_auc)
+    return float((muse - muse_ref) / muse_ref * 100.0)
 
 
 def _arr(x: Any, what: str) -> np.ndarray:
@@ -206,7 +240,8 @@ class TokenStats:
     """Per-sample answer-token statistics of one model on one data set (lists of 1-D float64 arrays).
 
     ``logp``: label log-probs; ``mu``/``sigma``: mean/std of ``log p`` under the next-token distribution;
-    ``match``: teacher-forced argmax == label; ``texts``: decoded inputs (when a tokenizer is known).
+    ``match``: teacher-forced argmax == label; ``texts``: the decoded answer (label) tokens, when a tokenizer
+    is known.
     """
 
     logp: list[np.ndarray]
@@ -293,10 +328,9 @@ def token_stats(model: torch.nn.Module, data: Any, *, tokenizer: Any = None, bat
                     mu_l.append(mu[i][m].cpu().numpy())
                     sig_l.append(sigma[i][m].cpu().numpy())
                     match_l.append(match[i][m].cpu().numpy())
-                if tok is not None:
-                    keep = batch.get("attention_mask", torch.ones_like(batch["input_ids"])).bool()
-                    texts.extend(tok.decode(ids[k].cpu(), skip_special_tokens=True)
-                                 for ids, k in zip(batch["input_ids"], keep))
+                if tok is not None:  # the scored (answer) text, as OpenUnlearning's zlib attack compresses
+                    full = task.labels(batch)
+                    texts.extend(tok.decode(row[row != IGNORE_INDEX].cpu(), skip_special_tokens=True) for row in full)
     finally:
         for mod, flag in flags:
             mod.training = flag
@@ -470,32 +504,45 @@ class RougeMetric(_LMMetric):
         return {k: float(v.mean()) for k, v in scores.items()}
 
 
-def _truth_ratios(metric: _LMMetric, model: torch.nn.Module, records: list[Mapping[str, Any]]) -> np.ndarray:
-    if any("paraphrased_answer" not in r or "perturbed_answer" not in r for r in records):
-        raise InvalidInputError("truth ratio needs TOFU *_perturbed records with paraphrased_answer/perturbed_answer")
+def _truth_ratios(metric: _LMMetric, model: torch.nn.Module, records: list[Mapping[str, Any]], *,
+                  correct_key: str = "paraphrased_answer") -> np.ndarray:
+    if any(correct_key not in r or "perturbed_answer" not in r for r in records):
+        raise InvalidInputError(f"truth ratio needs TOFU *_perturbed records with {correct_key}/perturbed_answer")
+    wrong = _perturbed_nll(metric, model, records)
+    return truth_ratios(metric._stats(model, records, answer_key=correct_key).avg_nll, wrong)
+
+
+def _perturbed_nll(metric: _LMMetric, model: torch.nn.Module, records: list[Mapping[str, Any]]) -> np.ndarray:
+    """(N, P) average NLLs of the P perturbed answers of every record."""
+    if any("perturbed_answer" not in r for r in records):
+        raise InvalidInputError("these scores need TOFU *_perturbed records with perturbed_answer")
     n_wrong = {len(r["perturbed_answer"]) for r in records}
     if len(n_wrong) != 1 or 0 in n_wrong:
         raise InvalidInputError(f"every record needs the same positive number of perturbed answers, got {n_wrong}")
-    correct = metric._stats(model, records, answer_key="paraphrased_answer").avg_nll
-    wrong = np.stack([metric._stats(model, records, answer_key="perturbed_answer", answer_index=j).avg_nll
-                      for j in range(n_wrong.pop())], axis=1)
-    return truth_ratios(correct, wrong)
+    return np.stack([metric._stats(model, records, answer_key="perturbed_answer", answer_index=j).avg_nll
+                     for j in range(n_wrong.pop())], axis=1)
 
 
 @register_metric("truth_ratio")
 class TruthRatioMetric(_LMMetric):
     """TOFU truth ratio on ``*_perturbed`` records; ``aggregator`` ``closer_to_1_better`` (forget) or
-    ``true_better`` (retain). Key ``truth_ratio``."""
+    ``true_better`` (retain). ``correct_key`` is the answer the perturbations are compared with:
+    ``"paraphrased_answer"`` (forget, retain) or ``"answer"`` (real authors, world facts: TOFU's
+    ``base_answer_key`` in ``config/eval_everything.yaml``). Key ``truth_ratio``."""
 
     inputs = ("forget",)
 
-    def __init__(self, *, aggregator: str = "closer_to_1_better", **kw: Any) -> None:
+    def __init__(self, *, aggregator: str = "closer_to_1_better", correct_key: str = "paraphrased_answer",
+                 **kw: Any) -> None:
         super().__init__(**kw)
         aggregate_truth_ratio([1.0], aggregator=aggregator)
+        if correct_key not in ("paraphrased_answer", "answer"):
+            raise InvalidInputError(f"correct_key must be 'paraphrased_answer' or 'answer', got {correct_key!r}")
         self.aggregator = aggregator
+        self.correct_key = correct_key
 
     def compute(self, model: torch.nn.Module, data: Any) -> dict[str, float]:
-        ratios = _truth_ratios(self, model, self._records(data))
+        ratios = _truth_ratios(self, model, self._records(data), correct_key=self.correct_key)
         return {"truth_ratio": aggregate_truth_ratio(ratios, aggregator=self.aggregator)}
 
 
@@ -517,8 +564,19 @@ class ForgetQualityMetric(_LMMetric):
 
 @register_metric("model_utility")
 class ModelUtilityMetric(_LMMetric):
-    """TOFU model utility: harmonic mean of answer probability, ROUGE-L recall and truth ratio
-    (``true_better``) on each retain-side record set (retain / real authors / world facts)."""
+    """TOFU model utility (Maini et al., 2024): the harmonic mean of nine scores, as OpenUnlearning's
+    ``hm_aggregate`` over ``configs/eval/tofu_metrics/model_utility.yaml`` and TOFU's ``aggregate_eval_stat.py``:
+
+    * ``retain`` (``retain_perturbed`` records): answer probability ``mean exp(-avg_nll(answer))``, ROUGE-L
+      recall of greedy answers, truth ratio ``mean max(0, 1 - R)`` with the paraphrased answer as the correct one;
+    * ``real_authors`` and ``world_facts`` (``*_perturbed`` records, no paraphrase): the answer probability
+      normalized over the options (:func:`answer_probability_with_options`), ROUGE-L recall, and the truth
+      ratio with the answer itself as the correct one.
+
+    Keys ``model_utility`` and the components under OpenUnlearning's names (``retain_Q_A_Prob``,
+    ``ra_Q_A_Prob_normalised``, ``wf_Truth_Ratio``, ...). Without ``real_authors``/``world_facts`` the mean is
+    over the components computed, which is not TOFU's number: give all three sets to compare with the paper.
+    """
 
     inputs = ("retain",)
 
@@ -526,16 +584,30 @@ class ModelUtilityMetric(_LMMetric):
         super().__init__(**kw)
         self.max_new_tokens = int(max_new_tokens)
 
-    def compute(self, model: torch.nn.Module, *record_sets: Any) -> dict[str, float]:
-        if not record_sets:
-            raise InvalidInputError("model_utility needs at least one retain-side record set")
-        values = []
+    def compute(self, model: torch.nn.Module, retain: Any, real_authors: Any = None, world_facts: Any = None
+                ) -> dict[str, float]:
         opts = dict(tokenizer=self.tokenizer, max_length=self.max_length, batch_size=self.batch_size, device=self.device)
-        for data in record_sets:
-            values.append(AnswerProbabilityMetric(**opts).compute(model, self._records(data))["answer_prob"])
-            values.append(RougeMetric(max_new_tokens=self.max_new_tokens, **opts).compute(model, data)["rougeL_recall"])
-            values.append(TruthRatioMetric(aggregator="true_better", **opts).compute(model, data)["truth_ratio"])
-        return {"model_utility": model_utility(values)}
+        sets = [("retain", retain), ("ra", real_authors), ("wf", world_facts)]
+        checked = [(name, self._records(data), data) for name, data in sets if data is not None]
+        for name, records, _ in checked:  # validate every set before the first (slow) pass
+            need = ("answer", "perturbed_answer") + (("paraphrased_answer",) if name == "retain" else ())
+            missing = sorted({k for r in records for k in need if k not in r})
+            if missing:
+                raise InvalidInputError(f"model_utility: the {name} records lack {missing} (TOFU *_perturbed splits)")
+        out: dict[str, float] = {}
+        rouge = RougeMetric(max_new_tokens=self.max_new_tokens, **opts)
+        for name, records, data in checked:
+            wrong = _perturbed_nll(self, model, records)
+            correct = self._stats(model, records).avg_nll
+            if name == "retain":
+                out["retain_Q_A_Prob"] = float(answer_probability(correct).mean())
+                tr = truth_ratios(self._stats(model, records, answer_key="paraphrased_answer").avg_nll, wrong)
+            else:
+                out[f"{name}_Q_A_Prob_normalised"] = float(answer_probability_with_options(correct, wrong).mean())
+                tr = truth_ratios(correct, wrong)
+            out[f"{name}_Q_A_ROUGE"] = rouge.compute(model, data)["rougeL_recall"]
+            out[f"{name}_Truth_Ratio"] = aggregate_truth_ratio(tr, aggregator="true_better")
+        return {"model_utility": model_utility(list(out.values())), **out}
 
 
 @register_metric("mc_accuracy")
