@@ -153,8 +153,10 @@ def strategy_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "grad_diff": {**common, "lr": args.lr, "alpha": args.alpha, "retain_loss": "kl"},
         "npo": {**common, "lr": args.npo_lr or args.lr, "beta": 0.1, "gamma": 1.0, "alpha": args.alpha,
                 "retain_loss": args.retain_loss},
+        # param_filter "mlp" (gate/up/down of blocks layer-2..layer), not WMDP's down_proj-only default: the
+        # runs in RESULTS.md were recorded with it
         "rmu": {**common, "lr": args.rmu_lr, "layer": args.rmu_layer, "steering_coeff": coeff,
-                "adaptive_scale": args.rmu_scale, "alpha": args.rmu_alpha},
+                "adaptive_scale": args.rmu_scale, "alpha": args.rmu_alpha, "param_filter": "mlp"},
         # Align-then-Unlearn: the paper's SGD lr 3e-4, thresholds, window and predictor; MiniLM as the encoder
         "embedding_alignment": {"batch_size": args.batch_size, "lr": args.atu_lr, "concept": args.atu_concept,
                                 "alpha": args.alpha, "retain_loss": "kl"},

@@ -96,7 +96,7 @@ CASES = {
     "simnpo": dict(lr=2e-3),
     "idk_dpo": dict(lr=1e-2, alpha=5.0),
     "undial": dict(lr=1e-3, alpha=1.0),
-    "rmu": dict(lr=3e-2, layer=0, update_layers=[0], steering_coeff=300.0, alpha=30.0),
+    "rmu": dict(lr=5e-2, layer=1, steering_coeff=100.0, alpha=10.0),  # trains c_proj.weight of blocks 0-1
     "token_masking": dict(lr=1e-2),
     "causal_tracing": dict(lr=1e-2, noise_samples=2, trace_samples=2, alpha=5.0),
     "grad_diff": dict(lr=1e-3, optimizer="adamw", alpha=5.0),
@@ -128,13 +128,68 @@ def test_causal_tracing_edits_only_traced_blocks(memorised):
     assert changed and all(n.startswith(f"transformer.h.{s.info_['layers'][0]}.mlp.") for n in changed)
 
 
-def test_rmu_trains_only_mlp_of_chosen_blocks(memorised):
+def test_rmu_default_trains_only_the_mlp_output_projection_weights(memorised):
     model, forget, retain = memorised
-    out = get_strategy("rmu", batch_size=4, lr=1e-2, layer=1, update_layers=[1]).unlearn(
+    out = get_strategy("rmu", batch_size=4, lr=1e-2, layer=1).unlearn(
         model=model, forget_data=forget, retain_data=retain, steps=2, progress=False)
     changed = {n for (n, a), b in zip(out.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
-    assert changed and all(n.startswith("transformer.h.1.mlp.") for n in changed)
+    # WMDP's --layer_ids (layer-2 .. layer) --param_ids 6: the MLP down projection's weight, nothing else
+    assert changed == {"transformer.h.0.mlp.c_proj.weight", "transformer.h.1.mlp.c_proj.weight"}
     assert all(p.requires_grad for p in out.parameters())
+    wide = get_strategy("rmu", batch_size=4, lr=1e-2, layer=1, update_layers=[1], param_filter="mlp").unlearn(
+        model=model, forget_data=forget, retain_data=retain, steps=2, progress=False)
+    changed = {n for (n, a), b in zip(wide.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
+    assert changed and all(n.startswith("transformer.h.1.mlp.") for n in changed) and len(changed) == 4
+    with pytest.raises(InvalidInputError, match="update_layers"):
+        get_strategy("rmu", layer=1, update_layers=[5]).unlearn(model=model, forget_data=forget, retain_data=retain,
+                                                                steps=1, progress=False)
+
+
+def test_rmu_matches_wmdp_reference_loop(tokenizer):
+    """Three steps of erasus RMU equal WMDP's ``run_rmu`` loop written out: hidden states of block ``layer``
+    (HF ``output_hidden_states``), ``mse_loss(h_f, c u) + alpha * mse_loss(h_r, h_r^frozen)``, AdamW on the
+    ``down_proj`` weights of blocks ``layer-2 .. layer`` (unpadded batches, where WMDP's padded mean and
+    erasus's masked mean coincide)."""
+    from erasus.data.llm import LMDataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=4,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32, pad_token_id=0)
+    model = LlamaForCausalLM(cfg).eval()
+    # six words each: every sequence has the same length, so there is no padding
+    forget = LMDataset(["Alba Quist wrote the red book.", "Alba Quist writes sea poems now.",
+                        "Alba Quist was born in Norvik.", "Alba Quist won the Iron Quill."], tokenizer)
+    retain = LMDataset(["Cato Wren wrote the blue book.", "Cato Wren writes crime novels now.",
+                        "Cato Wren was born in Ostby.", "Cato Wren won the Glass Pen."], tokenizer)
+    assert bool(forget.batch["attention_mask"].all()) and bool(retain.batch["attention_mask"].all())
+    layer, coeff, alpha, lr, steps = 2, 20.0, 100.0, 1e-2, 3
+    out = get_strategy("rmu", batch_size=4, lr=lr, layer=layer, steering_coeff=coeff, alpha=alpha).unlearn(
+        model=model, forget_data=forget, retain_data=retain, steps=steps, progress=False, seed=0)
+
+    updated, frozen = copy.deepcopy(model), copy.deepcopy(model)
+    u = torch.rand(1, 1, cfg.hidden_size, generator=torch.Generator().manual_seed(0))
+    control = u / torch.norm(u) * coeff
+    params = [updated.model.layers[i].mlp.down_proj.weight for i in (0, 1, 2)]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+
+    def hidden(m, batch):
+        # hidden_states[i + 1] is the output of block i
+        return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 output_hidden_states=True).hidden_states[layer + 1]
+
+    updated.train()
+    for _ in range(steps):
+        with torch.no_grad():
+            h_r0 = hidden(frozen, retain.batch)
+        loss = F.mse_loss(hidden(updated, forget.batch), control.expand(4, forget.batch["input_ids"].shape[1], -1)) \
+            + alpha * F.mse_loss(hidden(updated, retain.batch), h_r0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for (name, a), b in zip(out.state_dict().items(), updated.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(out.model.layers[2].mlp.down_proj.weight, model.model.layers[2].mlp.down_proj.weight)
 
 
 def test_coreset_weights_equal_training_on_the_subset(memorised):

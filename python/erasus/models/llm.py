@@ -20,7 +20,7 @@ import torch
 from ..errors import InvalidInputError, MissingDependencyError, require
 from ..registry import register_model
 
-__all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2"]
+__all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2", "mlp_output_projection"]
 
 # attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
 _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers")
@@ -47,6 +47,22 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     if candidates:
         return candidates[0]
     raise InvalidInputError(f"cannot find the transformer blocks of {type(model).__name__}; tried {_LAYER_PATHS}")
+
+
+# the MLP's output projection inside a block, per family: LLaMA/Mistral/Qwen/Gemma/Phi-3, GPT-2/GPT-J,
+# GPT-NeoX, Phi/GPT-J (fc_out), OPT (fc2 directly in the block)
+_MLP_OUT = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc_out", "mlp.fc2", "fc2")
+
+
+def mlp_output_projection(block: torch.nn.Module) -> tuple[str, torch.nn.Module]:
+    """``(name, module)`` of a transformer block's MLP output projection (``mlp.down_proj`` in LLaMA/Mistral,
+    whose weight is the parameter WMDP's RMU trains, ``param_ids=[6]``); a peft LoRA wrapper when adapted."""
+    modules = dict(block.named_modules())
+    for name in _MLP_OUT:
+        module = modules.get(name)
+        if module is not None and isinstance(getattr(module, "weight", None), torch.Tensor):
+            return name, module
+    raise InvalidInputError(f"cannot find the MLP output projection of {type(block).__name__}; tried {_MLP_OUT}")
 
 
 @contextlib.contextmanager

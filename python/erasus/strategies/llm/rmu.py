@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ...errors import InvalidInputError
-from ...models.llm import activation_hooks, decoder_layers
+from ...models.llm import activation_hooks, decoder_layers, mlp_output_projection
 from ...registry import register_strategy
 from ...tasks.base import reduce_loss
 from ..base import Run
@@ -39,12 +39,20 @@ def rmu_retain_loss(h: torch.Tensor, h_frozen: torch.Tensor, mask: torch.Tensor)
 @register_strategy("rmu")
 class RMU(LLMStrategy):
     """RMU: ``L = E_f ||h_l - c u||^2 + alpha E_r ||h_l - h_l^frozen||^2``, ``u`` a fixed random unit vector
-    (uniform [0,1) entries, normalized, seeded), ``h_l`` the output of block ``layer``; only the MLP parameters
-    of blocks ``update_layers`` (default ``layer-2 .. layer``) are trained.
+    (uniform [0,1) entries, normalized, seeded), ``h_l`` the output of block ``layer``, both squared norms
+    per-element means as WMDP's ``mse_loss``.
 
-    Defaults (WMDP's Zephyr-7B run): ``steering_coeff c = 6.5``, ``alpha = 1200``, AdamW lr 5e-5; ``layer``
-    defaults to the middle block (7 of 32 in the paper; tiny models need a different choice).
-    ``param_filter`` picks the trained parameters inside those blocks by name substring (``"mlp"``).
+    Trained parameters, as ``centerforaisafety/wmdp`` ``rmu/unlearn.py`` (``--layer_ids 5,6,7 --param_ids 6``,
+    and index 6 of a Mistral block's parameters is ``mlp.down_proj.weight``): only the weight of the MLP output
+    projection (:func:`erasus.models.llm.mlp_output_projection`; ``c_proj`` in GPT-2; its adapters under LoRA)
+    of blocks ``update_layers``, default ``layer-2 .. layer``. ``param_filter="mlp"`` (a name substring) trains
+    every matching parameter of those blocks instead (gate/up/down projections and biases).
+
+    Defaults (WMDP's README run on Zephyr-7B): ``steering_coeff c = 6.5``, ``alpha = 1200``, AdamW lr 5e-5
+    (weight decay 0 as ``transformers.AdamW``; torch's eps 1e-8 rather than its 1e-6); ``layer`` defaults to the
+    middle block (7 of 32 in the paper; tiny models need a different choice). Deviation: WMDP averages over
+    every position of the padded batch; erasus averages over the real (attention-mask) tokens of each sample,
+    so padding does not pull activations towards the control vector. On unpadded batches the two agree.
 
     ``steering_coeff="adaptive"`` is Adaptive RMU (Dang et al., "On Effects of Steering Latent Representation
     for Large Language Model Unlearning", AAAI 2025): ``c = adaptive_scale * E ||h_l(x_f)||``, the mean
@@ -55,10 +63,10 @@ class RMU(LLMStrategy):
 
     retain = "required"
     llm_defaults = {"lr": 5e-5, "layer": None, "update_layers": None, "steering_coeff": 6.5, "alpha": 1200.0,
-                    "adaptive_scale": 5.0, "param_filter": "mlp", "default_epochs": 1}
+                    "adaptive_scale": 5.0, "param_filter": None, "default_epochs": 1}
 
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, layer: int | None, update_layers: Sequence[int] | None,
-                    steering_coeff: float | str, alpha: float, adaptive_scale: float, param_filter: str,
+                    steering_coeff: float | str, alpha: float, adaptive_scale: float, param_filter: str | None,
                     default_epochs: float) -> torch.nn.Module:
         adaptive = steering_coeff == "adaptive"
         if not adaptive and not (isinstance(steering_coeff, (int, float)) and steering_coeff > 0):
@@ -71,9 +79,18 @@ class RMU(LLMStrategy):
         if not 0 <= layer < n:
             raise InvalidInputError(f"layer must be in [0, {n}), got {layer}")
         update = list(range(max(0, layer - 2), layer + 1)) if update_layers is None else [int(i) for i in update_layers]
-        params = [p for i in update for name, p in blocks[i].named_parameters() if param_filter in name and p.requires_grad]
+        if any(not 0 <= i < n for i in update):
+            raise InvalidInputError(f"update_layers must lie in [0, {n}), got {update}")
+        if param_filter is None:
+            # the weight (WMDP has no biases to train); under LoRA, that projection's adapters
+            params = [p for i in update for name, p in mlp_output_projection(blocks[i])[1].named_parameters()
+                      if p.requires_grad and not name.endswith("bias")]
+        else:
+            params = [p for i in update for name, p in blocks[i].named_parameters()
+                      if param_filter in name and p.requires_grad]
         if not params:
-            raise InvalidInputError(f"no parameters matching {param_filter!r} in blocks {update}")
+            what = "MLP output projections" if param_filter is None else f"parameters matching {param_filter!r}"
+            raise InvalidInputError(f"no trainable {what} in blocks {update}")
         trainable = {id(p) for p in params}
         flags = [(p, p.requires_grad) for p in model.parameters()]
         for p in model.parameters():
