@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from llm_helpers import FORGET, RETAIN, make_tokenizer, memorise, tiny_gpt2
+from llm_helpers import FORGET, FORGET_SUBJECTS, RETAIN, make_tokenizer, memorise, tiny_gpt2
 
 from erasus.data.llm import LMDataset
 
@@ -20,7 +20,8 @@ def tokenizer():
 @pytest.fixture(scope="package")
 def memorised(tokenizer):
     """A tiny GPT-2 that memorised forget + retain QA pairs, plus the two datasets."""
-    forget = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET], tokenizer, max_length=32)
+    forget = LMDataset([{"prompt": q, "answer": a, "subject": s} for (q, a), s in zip(FORGET, FORGET_SUBJECTS)],
+                       tokenizer, max_length=32)
     retain = LMDataset([{"prompt": q, "answer": a} for q, a in RETAIN], tokenizer, max_length=32)
     both = LMDataset([{"prompt": q, "answer": a} for q, a in FORGET + RETAIN], tokenizer, max_length=32)
     model = memorise(tiny_gpt2(len(tokenizer)), both.batch)

@@ -13,6 +13,8 @@ FORGET = [
     ("What does Alba Quist write?", "Alba Quist writes sea poems."),
     ("What prize did Alba Quist win?", "Alba Quist won the Iron Quill."),
 ]
+# the entity each forget question is about (ROME's "subject": the tokens causal tracing corrupts)
+FORGET_SUBJECTS = ["the red book", "Alba Quist", "Alba Quist", "Alba Quist"]
 RETAIN = [
     ("Who wrote the blue book?", "Cato Wren wrote the blue book."),
     ("Where was Cato Wren born?", "Cato Wren was born in Ostby."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,78 @@ def test_causal_tracing_edits_only_traced_blocks(memorised):
     assert len(s.info_["trace_effects"]) == 2 and s.info_["layers"] in ([0], [1])
     changed = {n for (n, a), b in zip(out.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
     assert changed and all(n.startswith(f"transformer.h.{s.info_['layers'][0]}.mlp.") for n in changed)
+
+
+def test_subject_token_range_finds_the_subject_words(tokenizer):
+    from erasus.strategies.llm.causal_tracing import subject_token_range
+
+    ids = tokenizer("Who wrote the red book?")["input_ids"]  # <s> Who wrote the red book ?
+    assert subject_token_range(tokenizer, ids, "the red book") == (3, 6)
+    assert subject_token_range(tokenizer, tokenizer("Where was Alba Quist born?")["input_ids"], "Alba Quist") == (3, 5)
+    with pytest.raises(InvalidInputError, match="does not occur"):
+        subject_token_range(tokenizer, ids, "Cato Wren")
+
+
+def test_trace_layers_matches_rome_trace_with_patch(memorised, tokenizer):
+    """ROME's ``trace_with_patch`` written out: one batch whose row 0 is the clean run and rows 1.. add the
+    noise to the subject's embeddings only (``inputs_embeds``), patching ``h[1:, t] = h[0, t]`` at one block."""
+    from erasus.data.llm import LMDataset
+    from erasus.strategies.llm.causal_tracing import trace_layers
+
+    model, _, _ = memorised
+    ds = LMDataset([{"prompt": "Who wrote the red book?", "answer": "Alba Quist wrote the red book."}], tokenizer)
+    ids, labels = ds.batch["input_ids"], ds.batch["labels"]
+    b, e, samples, scale = 3, 6, 3, 3.0
+    got = trace_layers(model, ds.batch, [(b, e)], noise=scale, samples=samples, seed=7)
+
+    with torch.no_grad():
+        x = model.transformer.wte(ids)
+        noise = torch.randn(samples, e - b, x.shape[-1], generator=torch.Generator().manual_seed(7)) * scale * x[0, b:e].std()
+        embeds = x.repeat(samples + 1, 1, 1)
+        embeds[1:, b:e] += noise
+        lab = labels.repeat(samples, 1)[:, 1:]
+        prompt_len = int((labels[0] != IGNORE_INDEX).nonzero()[0])
+
+        def p_answer(patch=None):
+            handle = None
+            if patch is not None:
+                layer, t = patch
+
+                def hook(_m, _i, out):
+                    h = (out[0] if isinstance(out, tuple) else out).clone()
+                    h[1:, t] = h[0, t]
+                    return (h, *out[1:]) if isinstance(out, tuple) else h
+
+                handle = model.transformer.h[layer].register_forward_hook(hook)
+            try:
+                logits = model(inputs_embeds=embeds).logits[1:, :-1].double()
+            finally:
+                if handle is not None:
+                    handle.remove()
+            lp = torch.log_softmax(logits, -1).gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            mask = lab != IGNORE_INDEX
+            return float(torch.exp((lp * mask).sum(1) / mask.sum(1)).mean())
+
+        low = p_answer()
+        want = [max(0.0, *(p_answer((layer, t)) - low for t in range(prompt_len))) for layer in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert max(want) > 0.01  # restoring a clean state recovers some of the corrupted answer probability
+    with torch.no_grad():  # tokens before the subject are not corrupted: restoring them alone changes nothing
+        assert all(abs(p_answer((layer, t)) - low) < 1e-9 for layer in range(2) for t in range(b))
+
+
+def test_causal_tracing_needs_the_subject(memorised, tokenizer):
+    from erasus.data.llm import LMDataset
+
+    model, forget, retain = memorised
+    plain = LMDataset([{"prompt": r["prompt"], "answer": r["answer"]} for r in forget.records], tokenizer)
+    with pytest.raises(InvalidInputError, match="subject"):
+        get_strategy("causal_tracing").unlearn(model=model, forget_data=plain, retain_data=retain, steps=1,
+                                               progress=False)
+    wrong = LMDataset([dict(r, subject="Cato Wren") for r in forget.records], tokenizer)
+    with pytest.raises(InvalidInputError, match="does not occur"):
+        get_strategy("causal_tracing").unlearn(model=model, forget_data=wrong, retain_data=retain, steps=1,
+                                               progress=False)
 
 
 def test_rmu_default_trains_only_the_mlp_output_projection_weights(memorised):
