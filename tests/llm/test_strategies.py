@@ -15,7 +15,7 @@ from erasus.registry import get_strategy
 from erasus.strategies.llm.dpo import dpo_loss, replace_answers
 from erasus.strategies.llm.npo import npo_loss
 from erasus.strategies.llm.simnpo import simnpo_loss
-from erasus.strategies.llm.token_masking import forget_specific_tokens
+from erasus.strategies.llm.forget_token_npo import forget_specific_tokens
 from erasus.strategies.llm.undial import undial_loss
 from erasus.tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from llm_helpers import tiny_gpt2
@@ -98,7 +98,7 @@ CASES = {
     "idk_dpo": dict(lr=1e-2, alpha=5.0),
     "undial": dict(lr=1e-3, alpha=1.0),
     "rmu": dict(lr=5e-2, layer=1, steering_coeff=100.0, alpha=10.0),  # trains c_proj.weight of blocks 0-1
-    "token_masking": dict(lr=1e-2),
+    "forget_token_npo": dict(lr=1e-2),
     "causal_tracing": dict(lr=1e-2, noise_samples=2, trace_samples=2, alpha=5.0),
     "grad_diff": dict(lr=1e-3, optimizer="adamw", alpha=5.0),
     "gradient_ascent": dict(lr=3e-4, optimizer="adamw"),  # no retain term: only the forget side is checked
@@ -362,7 +362,7 @@ def test_raw_records_through_a_collating_loader(memorised, tokenizer):
     assert before == pytest.approx(token_stats(model, forget).avg_nll, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["rmu", "undial", "idk_dpo", "token_masking", "causal_tracing", "simnpo"])
+@pytest.mark.parametrize("name", ["rmu", "undial", "idk_dpo", "forget_token_npo", "causal_tracing", "simnpo"])
 def test_every_llm_strategy_runs_through_lora(memorised, name):
     pytest.importorskip("peft")
     model, forget, retain = memorised

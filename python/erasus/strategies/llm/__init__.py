@@ -1,5 +1,5 @@
 """Causal-LM unlearning strategies (one file each); they register themselves on import."""
 
-from . import causal_tracing, dpo, embedding_alignment, npo, rmu, simnpo, token_masking, undial
+from . import causal_tracing, dpo, embedding_alignment, forget_token_npo, npo, rmu, simnpo, undial
 
-__all__ = ["causal_tracing", "dpo", "embedding_alignment", "npo", "rmu", "simnpo", "token_masking", "undial"]
+__all__ = ["causal_tracing", "dpo", "embedding_alignment", "forget_token_npo", "npo", "rmu", "simnpo", "undial"]

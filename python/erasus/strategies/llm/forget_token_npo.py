@@ -1,5 +1,12 @@
-"""Token masking: unlearn only the forget-specific answer tokens (token-level selective unlearning in the
-spirit of Zhou et al., "Not All Tokens Are Meant to Be Forgotten", 2025), with a per-token NPO loss."""
+"""NPO on forget-specific tokens: NPO's loss (Zhang et al., "Negative Preference Optimization", 2024) applied
+token by token, only on the answer tokens that are over-represented in the forget set.
+
+Formerly registered as ``token_masking`` and attributed to Zhou et al., "Not All Tokens Are Meant to Be
+Forgotten" (2025); that paper's TIF picks its unwanted words with a targeted-information identifier and
+trains a logit-preference plus preservation loss, which is not what this does. The token rule here is erasus's
+own heuristic (a smoothed frequency ratio against the retain answers), not a published method; selective
+unlearning papers (Wan et al., 2025, "Not Every Token Needs Forgetting"; Zhou et al., 2025) share the idea of
+unlearning a subset of tokens but choose it differently."""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from ...tasks.causal_lm import IGNORE_INDEX, token_log_probs
 from ..base import Run
 from .common import LLMStrategy, frozen_reference
 
-__all__ = ["TokenMasking", "forget_specific_tokens", "masked_token_npo_loss"]
+__all__ = ["ForgetTokenNPO", "forget_specific_tokens", "masked_token_npo_loss"]
 
 
 def _answer_counts(batches: Any) -> Counter[int]:
@@ -45,11 +52,12 @@ def masked_token_npo_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torc
     return reduce_loss(per_token.sum(-1) / mask.sum(-1).clamp(min=1), weights)
 
 
-@register_strategy("token_masking")
-class TokenMasking(LLMStrategy):
-    """Token masking: ``gamma * L_tokNPO(forget, S) + alpha * NLL(retain)`` where ``S`` holds the answer tokens
-    that are forget-specific by :func:`forget_specific_tokens` (shared words such as "the", "wrote" stay
-    untouched) and :func:`masked_token_npo_loss` is NPO applied token by token against the frozen model.
+@register_strategy("forget_token_npo")
+class ForgetTokenNPO(LLMStrategy):
+    """NPO on forget-specific tokens (an erasus heuristic, see the module docstring):
+    ``gamma * L_tokNPO(forget, S) + alpha * NLL(retain)`` where ``S`` holds the answer tokens that are
+    forget-specific by :func:`forget_specific_tokens` (shared words such as "the", "wrote" stay untouched) and
+    :func:`masked_token_npo_loss` is NPO applied token by token against the frozen model.
 
     Defaults: ``ratio = 2``, ``beta = 0.1``, ``gamma = alpha = 1``, AdamW lr 1e-5, 10 epochs. ``info_["tokens"]``
     lists the masked token ids.
