@@ -263,3 +263,32 @@ def test_divergences_and_ece_stay_in_their_ranges(n, c, seed, scale):
     assert 0.0 <= F.zrf_score(a, b) <= 1.0 + 1e-12
     labels = torch.tensor(rng.integers(0, c, size=n))
     assert 0.0 <= F.expected_calibration_error(a, labels) <= 1.0
+
+
+def _ssd_multinomial_members(retain, test, forget):
+    """SSD's get_membership_attack_prob (if-loops/selective-synaptic-dampening src/metrics.py) written out:
+    scikit-learn's old two-class multinomial logistic regression, ``sum_i w_i CE_i + ||W||^2 / 2`` over both
+    classes' rows with balanced class weights, fit on all of retain (1) and all of test (0) by scipy."""
+    from scipy.optimize import minimize
+
+    x = np.concatenate([retain, test])
+    y = np.concatenate([np.ones(retain.size), np.zeros(test.size)]).astype(int)
+    sw = np.where(y == 1, y.size / (2 * retain.size), y.size / (2 * test.size))
+
+    def objective(theta):
+        z = np.stack([theta[0] * x + theta[2], theta[1] * x + theta[3]], 1)
+        ce = np.logaddexp(z[:, 0], z[:, 1]) - z[np.arange(y.size), y]
+        return (sw * ce).sum() + 0.5 * (theta[:2] ** 2).sum()
+
+    w0, w1, b0, b1 = minimize(objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
+    return (w1 * forget + b1 > w0 * forget + b0).astype(float)
+
+
+def test_entropy_mia_accuracy_is_ssd_attack_fit_on_all_of_retain_and_test():
+    rng = _rng(15)
+    retain, test = rng.normal(0.3, 0.4, 80), rng.normal(1.0, 0.4, 30)
+    forget = np.linspace(0.3, 1.0, 41)  # straddles the attack's threshold
+    got = F.entropy_mia(forget, test, retain)
+    want = _ssd_multinomial_members(retain, test, forget)
+    assert 0.0 < want.mean() < 1.0
+    assert got["mia_accuracy"] == pytest.approx(want.mean())

@@ -1,9 +1,11 @@
-"""Entropy logistic-regression membership inference, the protocol of SSD and SCRUB's evaluations.
+"""Entropy logistic-regression membership inference, the protocol of SSD's and bad teaching's evaluations.
 
-Foster et al. (SSD, AAAI 2024) and Chundawat et al. (AAAI 2023), following Kurmanji et al. (SCRUB, NeurIPS
-2023), fit ``LogisticRegression(class_weight="balanced")`` on the prediction entropy
-``H(x) = -sum_c p_c(x) log p_c(x)`` of retain samples (members, label 1) and test samples (non-members,
-label 0) and report the fraction of forget samples the attack calls members.
+Chundawat et al. ("Can Bad Teaching Induce Forgetting?", AAAI 2023, vikram2000b/bad-teaching-unlearning) and
+Foster et al. (SSD, AAAI 2024; if-loops/selective-synaptic-dampening ``src/metrics.py``,
+``get_membership_attack_prob``) fit ``LogisticRegression(class_weight="balanced", solver="lbfgs",
+multi_class="multinomial")`` on the prediction entropy ``H(x) = -sum_c p_c(x) log p_c(x)`` of every retain
+sample (members, label 1) and every test sample (non-members, label 0), and report the fraction of forget
+samples the attack calls members.
 """
 
 from __future__ import annotations
@@ -34,17 +36,22 @@ def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _attack() -> LogisticRegression:
-    return LogisticRegression(class_weight="balanced", solver="lbfgs")
+    # the reference code's two-class multinomial fit puts an L2 penalty on both classes' rows, whose optimum is
+    # w_1 = -w_0 = w/2: the binomial fit with C doubled gives the same decisions (scikit-learn >= 1.8 no longer
+    # offers multi_class="multinomial" for two classes)
+    return LogisticRegression(class_weight="balanced", solver="lbfgs", C=2.0)
 
 
 def entropy_mia(forget_entropy: Any, test_entropy: Any, retain_entropy: Any = None, *, seed: int = 0,
                 n_splits: int = 5) -> dict[str, float]:
-    """The SSD/SCRUB entropy attack on per-sample entropies.
+    """The SSD / bad-teaching entropy attack on per-sample entropies.
 
-    With ``retain_entropy`` (the published protocol): the test set is split in two seeded halves; the attack
-    is fit on retain (members) vs the first half (non-members). ``mia_accuracy`` is the fraction of forget
-    samples predicted members; ``mia_auc`` and ``mia_balanced_accuracy`` score the attack on forget vs the
-    held-out second half of test.
+    With ``retain_entropy`` (the published protocol): ``mia_accuracy`` is the fraction of forget samples
+    predicted members by the attack fit on all of retain (members) vs all of test (non-members), exactly the
+    reference ``get_membership_attack_prob``. The reference reports nothing else; erasus adds
+    ``mia_auc``/``mia_balanced_accuracy`` of the attack on forget vs test, which must not score test samples the
+    attack was fit on: a second attack is fit on retain vs a seeded half of test and scored on forget vs the
+    other half (so they need >= 2 test samples).
 
     Without retain, no known members exist besides the forget set, so the attack is cross-fitted: stratified
     ``n_splits``-fold logistic regressions on forget (label 1) vs test (label 0), each sample predicted by the
@@ -59,16 +66,17 @@ def entropy_mia(forget_entropy: Any, test_entropy: Any, retain_entropy: Any = No
         r = as_scores(retain_entropy, what="retain entropies")
         if t.size < 2:
             raise InvalidInputError(f"the test set needs at least 2 samples (fit + held-out halves), got {t.size}")
+        members = np.ones(r.size)
+        published = _attack().fit(np.concatenate([r, t])[:, None], np.concatenate([members, np.zeros(t.size)]))
         perm = np.random.default_rng(seed).permutation(t.size)
         fit_t, held_t = t[perm[: t.size // 2]], t[perm[t.size // 2:]]
-        clf = _attack().fit(np.concatenate([r, fit_t])[:, None],
-                            np.concatenate([np.ones(r.size), np.zeros(fit_t.size)]))
+        clf = _attack().fit(np.concatenate([r, fit_t])[:, None], np.concatenate([members, np.zeros(fit_t.size)]))
         x_eval = np.concatenate([f, held_t])[:, None]
         y_eval = np.concatenate([np.ones(f.size), np.zeros(held_t.size)])
         pred = clf.predict(x_eval)
         proba = clf.predict_proba(x_eval)[:, 1]
         return {
-            "mia_accuracy": float(pred[: f.size].mean()),
+            "mia_accuracy": float(published.predict(f[:, None]).mean()),
             "mia_auc": float(roc_auc_score(y_eval, proba)),
             "mia_balanced_accuracy": float(balanced_accuracy_score(y_eval, pred)),
         }
@@ -92,9 +100,9 @@ def entropy_mia(forget_entropy: Any, test_entropy: Any, retain_entropy: Any = No
 
 @register_metric("mia")
 class MIAMetric(Metric):
-    """Entropy logistic-regression MIA (SSD / SCRUB protocol): ``compute(model, forget, test, retain=None)``.
+    """Entropy logistic-regression MIA (SSD / bad-teaching protocol): ``compute(model, forget, test, retain=None)``.
 
-    Keys ``mia_accuracy`` (fraction of forget predicted member: the number SSD/SCRUB tables report; lower
+    Keys ``mia_accuracy`` (fraction of forget predicted member: the number SSD's tables report; lower
     means more forgotten, the retrained model's value is the target), ``mia_auc``, ``mia_balanced_accuracy``.
     See :func:`entropy_mia` for the protocol with and without ``retain``.
     """
