@@ -35,15 +35,65 @@ _COMMON = {"task": None, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, 
 
 
 def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
-    """A fresh copy of ``model`` with every sub-module's ``reset_parameters`` called under ``seed``."""
+    """A fresh copy of ``model`` in which no trained parameter and no running statistic survives.
+
+    Under ``seed``, every module's own initialiser runs: ``reset_parameters`` (``Linear``, ``Conv``, ``Embedding``,
+    norms; BatchNorm's also resets its running statistics), ``_reset_parameters`` (``MultiheadAttention``'s
+    in-projection), ``reset_running_stats``; then, for a transformers ``PreTrainedModel``, its ``_init_weights``
+    on every module (the model's own init, which also covers bare parameters such as a ViT's position
+    embedding or class token). A tensor counts as reinitialised when an initialiser wrote to it (its version
+    counter moved), not when its value changed, so an init that reproduces the old value is still an init.
+
+    Raises:
+        InvalidInputError: some parameter has no initialiser (a bare ``nn.Parameter`` of a custom module): it
+            would keep its trained value, which breaks SISA's exact unlearning; the message names it and says to
+            pass a ``model_factory``. ``model`` is never modified.
+
+    Buffers other than running statistics (position ids, masks, constant tables) are not learned and are kept.
+    """
     fresh = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
+    tensors = {f"parameter {n}": t for n, t in fresh.named_parameters()}
+    tensors.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
+    before = {name: (t._version, t.data_ptr()) for name, t in tensors.items()}
+    hf_roots = [m for m in fresh.modules() if callable(getattr(m, "_init_weights", None))
+                and type(m).__module__.startswith("transformers.")]
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for m in fresh.modules():
-            reset = getattr(m, "reset_parameters", None)
-            if callable(reset):
-                reset()
+            for reset_name in ("reset_parameters", "_reset_parameters", "reset_running_stats"):
+                reset = getattr(m, reset_name, None)
+                if callable(reset):
+                    reset()
+        for root in hf_roots:
+            # transformers skips tensors flagged as already initialised (loaded from a checkpoint)
+            for m in root.modules():
+                if hasattr(m, "_is_hf_initialized"):
+                    m._is_hf_initialized = False
+                for t in itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)):
+                    if hasattr(t, "_is_hf_initialized"):
+                        t._is_hf_initialized = False
+            for m in root.modules():
+                root._init_weights(m)
+    after = {f"parameter {n}": t for n, t in fresh.named_parameters()}
+    after.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
+    stale = [name for name, t in after.items() if name in before and (t._version, t.data_ptr()) == before[name]
+             and (name.startswith("parameter ") or _is_running_stat(fresh, name[len("buffer "):]))]
+    if stale:
+        shown = ", ".join(s.split(" ", 1)[1] for s in stale[:6]) + (f" and {len(stale) - 6} more" if len(stale) > 6 else "")
+        raise InvalidInputError(
+            f"cannot reinitialise {len(stale)} trained tensor(s) of {type(model).__name__}: {shown}; their modules have "
+            "no reset_parameters() (nor transformers _init_weights). Add one, or build the fresh model yourself: "
+            "model_factory= for retrain / sisa, bad_teacher= for bad_teacher, incompetent_model= for zrf"
+        )
     return fresh
+
+
+def _is_running_stat(model: torch.nn.Module, buffer_name: str) -> bool:
+    """Whether a buffer holds statistics learned from data (a norm layer's running mean / var / count)."""
+    owner_name, _, attr = buffer_name.rpartition(".")
+    owner = model.get_submodule(owner_name) if owner_name else model
+    return isinstance(owner, torch.nn.modules.batchnorm._NormBase) and attr in (
+        "running_mean", "running_var", "num_batches_tracked")
 
 
 def per_sample_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float = 1.0) -> torch.Tensor:
