@@ -14,8 +14,10 @@ CASES = {
     "finetune": (dict(steps=300, lr=0.3), 0.8, 0.02),
     "scrub": (dict(epochs=4, lr=3e-3, optimizer="adam", alpha=0.5, gamma=1.0, msteps=3), 0.5, 0.02),
     "l1_sparse": (dict(steps=300, lr=0.1, gamma=1e-3), 0.7, 0.02),
+    # SSD's paper alpha = 10 cannot select anything here: the forget class is 10% of D and I_D >= (n_f / n) I_Df,
+    # so I_Df > 10 I_D is impossible (test_paper_references checks the warning); alpha is scaled to the share
     "ssd": (dict(alpha=2.0, lam=1.0), 0.75, 0.02),
-    "lf_ssd": (dict(alpha=5.0, lam=1.0), 0.2, 0.15),
+    "lf_ssd": (dict(alpha=2.0, lam=1.0), 0.2, 0.15),
     "neuron_pruning": (dict(ratio=0.2), 0.2, 0.10),
     "mask_based": (dict(ratio=0.2), 0.2, 0.10),
     "unsir": (dict(lr=2e-3, repair_epochs=2, noise_steps=20), 0.1, 0.05),
@@ -49,9 +51,11 @@ def test_strategy_moves_forget_accuracy_toward_retrained(digits, name):
 
 def test_fisher_forgetting_hurts_forget_more_than_retain(digits):
     # Fisher noise is not class-selective by construction (it follows the retain Fisher), so the claim is
-    # relative: the forgotten class loses clearly more accuracy than the retained classes.
+    # relative: the forgotten class loses clearly more accuracy than the retained classes. The authors' default
+    # alpha = 1e-6 (std <= 0.03 after the 1e3 clamp) leaves this MLP's predictions unchanged; 1e-4 is 10x the
+    # largest alpha of their sweep (1e-8 .. 1e-5).
     before = digits.accs(digits.original)
-    model = erasus.get_strategy("fisher_forgetting", alpha=1e-5, fisher="empirical").unlearn(
+    model = erasus.get_strategy("fisher_forgetting", alpha=1e-4, fisher="empirical").unlearn(
         model=digits.original, forget_data=digits.forget, retain_data=digits.retain, progress=False
     )
     after = digits.accs(model)

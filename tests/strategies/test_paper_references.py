@@ -74,3 +74,87 @@ def test_reinitialize_refuses_a_parameter_it_cannot_reset():
     with pytest.raises(erasus.InvalidInputError, match="offset"):
         erasus.get_strategy("sisa", shards=2, slices=1, epochs_per_slice=1).fit(model=model, train_data=(x, y),
                                                                                 progress=False)
+
+
+def test_lf_ssd_importance_is_mean_abs_gradient_of_squared_output_norm(digits):
+    """LF-SSD (Foster et al. 2024; MAS): I = sum_b n_b |grad mean_{i in b} ||f(x_i)||^2| / n, in float64 by hand."""
+    alpha, lam, bs = 2.0, 0.9, 300
+    strategy = erasus.get_strategy("lf_ssd", alpha=alpha, lam=lam)
+    out = strategy.unlearn(model=digits.original, forget_data=digits.forget, retain_data=digits.retain,
+                           batch_size=bs, progress=False)
+    ref = copy.deepcopy(digits.original).double()
+    params = list(ref.parameters())
+
+    def importance(chunks):
+        acc, n = [torch.zeros_like(p) for p in params], 0
+        for x in chunks:
+            sq_norm = ref(x.double()).pow(2).sum(1).mean()
+            for a, g in zip(acc, torch.autograd.grad(sq_norm, params)):
+                a += len(x) * g.abs()
+            n += len(x)
+        return [a / n for a in acc]
+
+    retain_chunks = list(digits.x_retain.split(bs))
+    forget_chunks = list(digits.x_forget.split(bs))
+    i_d, i_f = importance(retain_chunks + forget_chunks), importance(forget_chunks)
+    selected = 0
+    for p_out, p0, d, f in zip(out.parameters(), params, i_d, i_f):
+        sel = f > alpha * d
+        expected = torch.where(sel, p0 * torch.clamp(lam * d / f, max=1.0), p0)
+        clear = (f - alpha * d).abs() > 1e-3 * f.abs().clamp_min(1e-30)
+        torch.testing.assert_close(p_out.double()[clear], expected[clear], rtol=1e-4, atol=1e-7)
+        selected += int(sel[clear].sum())
+    assert selected > 0 and strategy.info_["dampened"] >= selected
+    # the squared-gradient importance of plain SSD ranks differently: it must not give the same model
+    squared = erasus.get_strategy("ssd", alpha=alpha, lam=lam).unlearn(
+        model=digits.original, forget_data=digits.forget, retain_data=digits.retain, batch_size=bs, progress=False
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(out.parameters(), squared.parameters()))
+
+
+@pytest.mark.parametrize("name", ["ssd", "lf_ssd"])
+def test_ssd_warns_and_reports_zero_when_nothing_can_be_dampened(digits, name):
+    # 125 forget samples among 625: alpha = 10 needs I_Df > 10 I_D >= 10 * (125 / 625) I_Df, impossible
+    retain = (digits.x_retain[:500], digits.y_retain[:500])
+    n_f = len(digits.y_forget)
+    strategy = erasus.get_strategy(name)
+    with pytest.warns(UserWarning, match=f"nothing dampened.*{n_f} of the {n_f + 500}"):
+        out = strategy.unlearn(model=digits.original, forget_data=digits.forget, retain_data=retain, progress=False)
+    assert strategy.info_["dampened"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(out.parameters(), digits.original.parameters()))
+    # with coreset weights the bound does not apply, so the importances are computed and the count reported
+    with pytest.warns(UserWarning, match=f"nothing dampened.*{n_f} of {n_f + 500}"):
+        strategy.unlearn(model=digits.original, forget_data=digits.forget, retain_data=retain,
+                         weights=torch.ones(n_f), alpha=1e4, progress=False)
+    assert strategy.info_["dampened"] == 0
+
+
+def _true_fisher_float64(model, x):
+    """``F = mean_i sum_c p_c(x_i) (d log p_c(x_i) / d theta)^2``, one sample and one class at a time."""
+    ref = copy.deepcopy(model).double()
+    params = list(ref.parameters())
+    fisher = [torch.zeros_like(p) for p in params]
+    for i in range(len(x)):
+        logp = torch.log_softmax(ref(x[i : i + 1].double()), dim=1)[0]
+        for c in range(logp.shape[0]):
+            for f, g in zip(fisher, torch.autograd.grad(logp[c], params, retain_graph=True)):
+                f += logp[c].exp().detach() * g * g / len(x)
+    return fisher
+
+
+def test_fisher_forgetting_noise_std_is_the_authors_convention(digits):
+    """Golatkar et al. 2020 code: std = sqrt(alpha * min(1 / (F + 1e-8), 1e3)), default alpha = 1e-6."""
+    retain = (digits.x_retain[:40], digits.y_retain[:40])
+    strategy = erasus.get_strategy("fisher_forgetting")
+    assert strategy.options["alpha"] == 1e-6 and strategy.options["max_inverse"] == 1e3
+    out = strategy.unlearn(model=digits.original, forget_data=digits.forget, retain_data=retain, progress=False)
+    fisher = _true_fisher_float64(digits.original, retain[0])
+    std = torch.cat([(1e-6 * (1.0 / (f + 1e-8)).clamp(max=1e3)).sqrt().reshape(-1) for f in fisher])
+    delta = torch.cat([(a.detach().double() - b.detach().double()).reshape(-1) for a, b in zip(out.parameters(), digits.original.parameters())])
+    z = delta / std
+    # standardised noise is N(0, 1) overall and within each third of the entries sorted by their predicted std,
+    # so both the clamp (largest std) and the Fisher-shaped part have the right scale
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.04
+    for part in z[std.argsort()].chunk(3):
+        assert abs(float(part.std()) - 1.0) < 0.07
+    assert float(std.max() / std.min()) > 5.0  # the test distinguishes shapes: the std varies across entries

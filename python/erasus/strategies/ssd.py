@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import itertools
+import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -21,17 +23,25 @@ def importance(
     objective: Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor],
     *,
     batch_size: Callable[[Any], int],
+    reduce: ClassVar[str] = "square",
     desc: str = "importance",
     progress: bool = False,
 ) -> list[torch.Tensor]:
-    """SSD's diagonal importance ``I = sum_b W_b (grad_theta objective(batch_b))^2 / sum_b W_b``: the authors'
-    code squares each batch gradient and averages over batches; here each batch counts by its size ``W_b``
-    (its total sample weight with coreset weights), so a ragged last batch or a weight-0 sample does not
-    dilute the mean. Accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
+    """Diagonal importance from batch gradients ``g_b = grad_theta objective(batch_b)``, streamed batch by batch.
+
+    ``reduce="square"`` (SSD): ``I = sum_b W_b g_b^2 / sum_b W_b``, accumulated with
+    :func:`erasus.kernels.fisher_accumulate_`; ``reduce="abs"`` (LF-SSD, after Memory Aware Synapses):
+    ``I = sum_b W_b |g_b| / sum_b W_b``. The authors' code (if-loops/selective-synaptic-dampening,
+    ``src/ssd.py`` ``calc_importance``) averages over batches; here each batch counts by its size ``W_b`` (its
+    total sample weight with coreset weights), so a ragged last batch or a weight-0 sample does not dilute the
+    mean. Only one batch's gradient is alive at a time.
+    """
     from tqdm.auto import tqdm
 
     from ..kernels import fisher_accumulate_
 
+    if reduce not in ("square", "abs"):
+        raise InvalidInputError(f"reduce must be 'square' or 'abs', got {reduce!r}")
     params = [p for p in model.parameters() if p.requires_grad]
     acc = [torch.zeros_like(p, dtype=torch.float32) for p in params]
     model.eval()
@@ -41,7 +51,12 @@ def importance(
         if size == 0.0:
             continue
         g = torch.autograd.grad(objective(model, batch, w), params, allow_unused=True)
-        fisher_accumulate_(acc, list(g), weight=size)
+        if reduce == "square":
+            fisher_accumulate_(acc, list(g), weight=size)
+        else:
+            pairs = [(a, gi) for a, gi in zip(acc, g) if gi is not None]
+            if pairs:
+                torch._foreach_add_([a for a, _ in pairs], [gi.float().abs() for _, gi in pairs], alpha=size)
         total += size
     if total == 0.0:
         raise InvalidInputError("cannot compute importances on an empty data set")
@@ -57,28 +72,53 @@ class _Dampening(UnlearningStrategy):
 
     @abc.abstractmethod
     def _objective(self, run: Run) -> Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor]:
-        """The scalar whose squared gradient is the importance."""
+        """The scalar whose batch gradient becomes the importance (squared for SSD, absolute for LF-SSD)."""
+
+    #: how batch gradients become importances (see :func:`importance`)
+    reduce: ClassVar[str] = "square"
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, alpha: float, lam: float) -> torch.nn.Module:
         from ..kernels import ssd_dampen_
 
         if alpha <= 0 or lam <= 0:
             raise InvalidInputError(f"alpha and lam must be positive, got alpha={alpha}, lam={lam}")
-        objective = self._objective(run)
-        # I_D: importance on the full training data D = D_r ∪ D_f (batches of both). Forget samples enter D
-        # unweighted: a weight-0 sample is not forgotten, but it is still training data.
-        full_batches = [(b, None) for b in run.retain_epoch(shuffle=False)] + [
-            (b, None) for b, _ in run.forget_epoch(shuffle=False)
-        ]
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.info_["num_parameters"] = sum(p.numel() for p in params)
+        n_forget, n_retain = len(run.forget), len(run.retain)  # type: ignore[arg-type]
+        n_total = n_forget + n_retain
         name = self.registry_name
-        imp_full = importance(model, full_batches, objective, batch_size=run.task.batch_size,
+        # Unweighted, I_D >= (n_f / n) I_Df entry by entry (D's batches include the forget batches), so with
+        # alpha * n_f >= n no entry can pass I_Df > alpha * I_D: say so instead of computing two importances.
+        if run.weights is None and alpha * n_forget >= n_total:
+            self.info_["dampened"] = 0
+            warnings.warn(
+                f"{name}: nothing dampened: the forget set holds {n_forget} of the {n_total} training samples, "
+                f"at least 1/alpha = 1/{alpha:g} of them, so no parameter can satisfy I_Df > alpha * I_D; "
+                f"lower alpha below {n_total / n_forget:.3g}",
+                UserWarning,
+                stacklevel=3,
+            )
+            return model
+        objective = self._objective(run)
+        # I_D: importance on the full training data D = D_r ∪ D_f, streamed. Forget samples enter D unweighted:
+        # a weight-0 sample is not forgotten, but it is still training data.
+        full_batches = itertools.chain(
+            ((b, None) for b in run.retain_epoch(shuffle=False)), ((b, None) for b, _ in run.forget_epoch(shuffle=False))
+        )
+        imp_full = importance(model, full_batches, objective, batch_size=run.task.batch_size, reduce=self.reduce,
                               desc=f"{name}: importance on D", progress=run.progress)
         imp_forget = importance(model, run.forget_epoch(shuffle=False), objective, batch_size=run.task.batch_size,
-                                desc=f"{name}: importance on D_f", progress=run.progress)
-        params = [p for p in model.parameters() if p.requires_grad]
+                                reduce=self.reduce, desc=f"{name}: importance on D_f", progress=run.progress)
         with torch.no_grad():
-            self.info_["dampened"] = ssd_dampen_(params, imp_full, imp_forget, alpha=alpha, lam=lam)
-        self.info_["num_parameters"] = sum(p.numel() for p in params)
+            dampened = ssd_dampen_(params, imp_full, imp_forget, alpha=alpha, lam=lam)
+        self.info_["dampened"] = dampened
+        if dampened == 0:
+            warnings.warn(
+                f"{name}: nothing dampened: no parameter has I_Df > alpha * I_D (alpha={alpha:g}; forget set "
+                f"{n_forget} of {n_total} training samples); the model is unchanged, lower alpha to select parameters",
+                UserWarning,
+                stacklevel=3,
+            )
         return model
 
 
@@ -100,15 +140,20 @@ class SSD(_Dampening):
 class LFSSD(_Dampening):
     """Loss-Free SSD (Foster, Schoepf & Brintrup, "Loss-Free Machine Unlearning", ICLR 2024 Tiny Paper).
 
-    SSD without labels: the importance is ``E[(grad_theta ||f(x)||_2)^2]``, the sensitivity of the l2 norm of the
-    model output (a label-free stand-in for the Fisher, as in Memory Aware Synapses), then
-    ``theta <- theta * min(lambda * I_D / I_Df, 1)`` where ``I_Df > alpha * I_D``. Paper defaults:
-    ``alpha = 10``, ``lambda = 1``.
+    SSD without labels. The importance follows Memory Aware Synapses (Aljundi et al., ECCV 2018): the mean
+    absolute gradient of the squared l2 norm of the model output,
+    ``I = E_b | grad_theta  mean_{i in b} ||f(x_i)||_2^2 |`` (batch gradients, batches weighted by size; forget
+    samples by ``sum_i w_i ||f(x_i)||^2 / sum_i w_i``), then ``theta <- theta * min(lambda * I_D / I_Df, 1)``
+    where ``I_Df > alpha * I_D``, as SSD. This is the authors' code (if-loops/selective-synaptic-dampening,
+    README "Implementing LFSSD": ``loss = torch.norm(out, p="fro", dim=1).pow(2).mean()``,
+    ``imp += p.grad.abs()``). Paper defaults: ``alpha = 10``, ``lambda = 1``.
     """
+
+    reduce = "abs"
 
     def _objective(self, run: Run) -> Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor]:
         def objective(model: torch.nn.Module, batch: Any, w: torch.Tensor | None) -> torch.Tensor:
             out = run.task.outputs(model, batch)
-            return weighted(out.reshape(out.shape[0], -1).norm(dim=1), w)
+            return weighted(out.reshape(out.shape[0], -1).pow(2).sum(dim=1), w)
 
         return objective
