@@ -158,3 +158,101 @@ def test_fisher_forgetting_noise_std_is_the_authors_convention(digits):
     for part in z[std.argsort()].chunk(3):
         assert abs(float(part.std()) - 1.0) < 0.07
     assert float(std.max() / std.min()) > 5.0  # the test distinguishes shapes: the std varies across entries
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a model and records, for every training-mode forward, which dataset rows the batch held."""
+
+    def __init__(self, model: torch.nn.Module, rows: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.rows = rows
+        self.batches: list[list[int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            match = (x[:, None, :] == self.rows[None, :, :]).all(-1)
+            assert bool((match.sum(1) == 1).all()), "every input row must be one known sample"
+            self.batches.append(match.float().argmax(1).tolist())
+        return self.model(x)
+
+
+def _small_split(digits, n_forget=10, n_retain=30):
+    xf, yf = digits.x_forget[:n_forget], digits.y_forget[:n_forget]
+    xr, yr = digits.x_retain[:n_retain], digits.y_retain[:n_retain]
+    return (xf, yf), (xr, yr), torch.cat([xf, xr])
+
+
+@pytest.mark.parametrize("name", ["salun", "random_label"])
+def test_random_label_schedule_is_a_full_forget_pass_then_a_full_retain_pass(digits, name):
+    """OPTML-Group/Unlearn-Saliency RL.py: per epoch, every forget batch (random labels), then every retain batch."""
+    forget, retain, rows = _small_split(digits)
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    strategy = erasus.get_strategy(name)
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, epochs=2, batch_size=4,
+                           inplace=True, progress=False)
+    forget_ids, retain_ids = set(range(10)), set(range(10, 40))
+    per_epoch = [3, 8]  # ceil(10 / 4) forget batches, ceil(30 / 4) retain batches
+    assert len(out.batches) == 2 * sum(per_epoch) and len(strategy.history_) == 2 * sum(per_epoch)
+    for epoch in range(2):
+        start = epoch * sum(per_epoch)
+        f_part = out.batches[start : start + per_epoch[0]]
+        r_part = out.batches[start + per_epoch[0] : start + sum(per_epoch)]
+        assert sorted(i for b in f_part for i in b) == sorted(forget_ids)
+        assert sorted(i for b in r_part for i in b) == sorted(retain_ids)
+    # without a retain set only the forget passes run; a step budget cuts the schedule, it does not mix batches
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    out = strategy.unlearn(model=model, forget_data=forget, epochs=2, batch_size=4, inplace=True, progress=False)
+    assert len(out.batches) == 6 and all(set(b) <= forget_ids for b in out.batches)
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, steps=5, batch_size=4,
+                           inplace=True, progress=False)
+    assert [set(b) <= forget_ids for b in out.batches] == [True] * 3 + [False] * 2
+
+
+def _reference_scrub_phases(epochs, msteps, f_batches, r_batches):
+    """meghdadk/SCRUB large_scale_unlearning.ipynb: for epoch in 1..E: maximize if epoch <= msteps; minimize."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        if epoch <= msteps:
+            out += ["max"] * f_batches
+        out += ["min"] * r_batches
+    return out
+
+
+def _runs(seq):
+    kinds, counts = [], []
+    for k in seq:
+        if kinds and kinds[-1] == k:
+            counts[-1] += 1
+        else:
+            kinds.append(k)
+            counts.append(1)
+    return kinds, counts
+
+
+def test_scrub_follows_the_reference_schedule_and_a_small_budget_keeps_its_min_steps(digits):
+    forget, retain, rows = _small_split(digits)
+    reference = _reference_scrub_phases(3, 2, 3, 8)  # ceil(10 / 4) forget, ceil(30 / 4) retain batches
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    strategy = erasus.get_strategy("scrub")
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, batch_size=4, inplace=True,
+                           progress=False)
+    # one student forward per step (the KL and the CE of a min-step share it, as model_s(input) in the reference)
+    seen = ["max" if set(b) <= set(range(10)) else "min" for b in out.batches]
+    assert seen == reference and all(set(b) <= set(range(10, 40)) for b, k in zip(out.batches, seen) if k == "min")
+    assert sorted(i for b in out.batches[:3] for i in b) == list(range(10))  # a max phase is one forget pass
+    # a budget of 10 steps, below the 3 + 8 steps of one epoch: the phases (max 3, min 8, max 3, min 8, min 8)
+    # shrink in proportion to (1, 2.7, 1, 2.7, 2.7) steps instead of 10 max-steps and no min-step
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, batch_size=4, steps=10,
+                           inplace=True, progress=False)
+    seen = ["max" if set(b) <= set(range(10)) else "min" for b in out.batches]
+    kinds, counts = _runs(seen)
+    assert len(seen) == 10 and kinds == ["max", "min", "max", "min"]
+    for n, share in zip(counts, [1.0, 8 / 3, 1.0, 16 / 3]):
+        assert abs(n - share) <= 1.0
+    assert strategy.info_["max_steps"] == seen.count("max")
+    # more steps than the schedule: extra epochs are min-only, as after msteps in the notebook
+    schedule = erasus.strategies.scrub.scrub_schedule(epochs=3, msteps=2, forget_batches=3, retain_batches=8, steps=40)
+    assert schedule[:30] == reference and schedule[30:] == ["min"] * 10

@@ -7,7 +7,7 @@ import torch
 from ..errors import InvalidInputError
 from ..registry import register_strategy
 from .base import Run, UnlearningStrategy
-from .random_label import random_label_step
+from .random_label import forget_then_retain, random_label_loss
 
 __all__ = ["SalUn", "saliency_mask"]
 
@@ -40,12 +40,14 @@ class SalUn(UnlearningStrategy):
     """SalUn (Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency", ICLR 2024).
 
     Saliency mask ``m_S = 1[|grad_theta L_f(theta_o)| >= gamma]`` (``gamma`` keeps the top ``ratio`` of all
-    weights by gradient magnitude, default 50%), then random-label unlearning restricted to salient weights:
-    ``theta = m_S * (theta_o + Delta) + (1 - m_S) * theta_o`` minimising
-    ``sum_i w_i CE(f(x_i), y'_i) / sum_i w_i + alpha * E_r[CE]`` with random labels ``y'``.
+    weights by gradient magnitude, default 50%), then random-label unlearning restricted to salient weights,
+    ``theta = m_S * (theta_o + Delta) + (1 - m_S) * theta_o``, on the schedule of the official code
+    (OPTML-Group/Unlearn-Saliency, ``Classification/unlearn/RL.py`` with the ``generate_mask.py`` mask): each
+    epoch a full forget pass with random labels ``y'`` (``sum_i w_i CE(f(x_i), y'_i) / sum_i w_i``), then a full
+    retain pass with the true labels (``alpha * CE``, ``alpha = 1`` in the code), one masked step per batch.
 
-    Defaults: ``ratio = 0.5``, ``alpha = 1``, lr 0.01 (searched in [1e-3, 1e-1] in the paper), 10 epochs over
-    the forget set, SGD momentum 0.9 without weight decay (so non-salient weights stay exactly unchanged).
+    Defaults: ``ratio = 0.5``, ``alpha = 1``, lr 0.01 (searched in [1e-3, 1e-1] in the paper), 10 epochs, SGD
+    momentum 0.9 without weight decay (so non-salient weights stay exactly unchanged).
     """
 
     defaults = {"lr": 0.01, "ratio": 0.5, "alpha": 1.0, "default_epochs": 10}
@@ -68,13 +70,12 @@ class SalUn(UnlearningStrategy):
                 if p.grad is not None:
                     p.grad.mul_(m)
 
-        forget = run.forget_stream()
-        retain = run.retain_stream() if run.retain is not None else None
+        schedule, num_steps = forget_then_retain(run, default_epochs=default_epochs)
         run.train(
             model,
-            lambda _: random_label_step(model, run, forget, retain, num_classes=num_classes, exclude_true=False, alpha=alpha),
-            num_steps=run.num_steps(default_epochs),
-            desc="masked random labels",
+            random_label_loss(model, run, schedule, num_classes=num_classes, exclude_true=False, alpha=alpha),
+            num_steps=num_steps,
+            desc="masked random labels, then retain",
             before_step=apply_mask,
         )
         return model
