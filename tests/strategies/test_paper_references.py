@@ -256,3 +256,31 @@ def test_scrub_follows_the_reference_schedule_and_a_small_budget_keeps_its_min_s
     # more steps than the schedule: extra epochs are min-only, as after msteps in the notebook
     schedule = erasus.strategies.scrub.scrub_schedule(epochs=3, msteps=2, forget_batches=3, retain_batches=8, steps=40)
     assert schedule[:30] == reference and schedule[30:] == ["min"] * 10
+
+
+def test_bad_teacher_trains_one_epoch_over_forget_shuffled_with_30_percent_of_retain(digits):
+    """vikram2000b/bad-teaching-unlearning: UnLearningData(forget, 30% retain), shuffled, KL to the mixed teacher."""
+    forget, retain, rows = _small_split(digits)
+    torch.manual_seed(7)
+    incompetent = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    strategy = erasus.get_strategy("bad_teacher", bad_teacher=incompetent)
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, batch_size=4, inplace=True,
+                           progress=False)
+    ids = [i for b in out.batches for i in b]
+    assert len(out.batches) == 5 and len(strategy.history_) == 5  # ceil((10 + int(0.3 * 30)) / 4) steps
+    assert sorted(i for i in ids if i < 10) == list(range(10))  # every forget sample once
+    retain_seen = [i for i in ids if i >= 10]
+    assert len(retain_seen) == len(set(retain_seen)) == 9 and strategy.info_["retain_used"] == 9
+    assert any(min(b) < 10 <= max(b) for b in out.batches)  # shuffled together, not forget then retain
+    # the first step's loss: KL(l_u T_s + (1 - l_u) T_d || S) over the batch, in float64 from the initial models
+    first = torch.tensor(out.batches[0])
+    x = rows[first].double()
+    is_forget = (first < 10)[:, None]
+    with torch.no_grad():
+        teacher = torch.where(is_forget, torch.softmax(incompetent.double()(x), 1),
+                              torch.softmax(copy.deepcopy(digits.original).double()(x), 1))
+        log_s = torch.log_softmax(copy.deepcopy(digits.original).double()(x), 1)
+    # the code's F.kl_div(log_s, teacher) with its default reduction: the mean over batch and classes
+    reference = (teacher * (teacher.log() - log_s)).mean()
+    assert strategy.history_[0] == pytest.approx(10 * float(reference), rel=1e-4)  # x C: sum over classes
