@@ -161,19 +161,23 @@ def test_fisher_forgetting_noise_std_is_the_authors_convention(digits):
 
 
 class _Recorder(torch.nn.Module):
-    """Wraps a model and records, for every training-mode forward, which dataset rows the batch held."""
+    """Wraps a model and records, for every training-mode forward, which dataset rows the batch held (-1 for an
+    input that is no known sample, e.g. UNSIR's noise) and the inputs themselves."""
 
-    def __init__(self, model: torch.nn.Module, rows: torch.Tensor) -> None:
+    def __init__(self, model: torch.nn.Module, rows: torch.Tensor, *, unknown_ok: bool = False) -> None:
         super().__init__()
         self.model = model
         self.rows = rows
+        self.unknown_ok = unknown_ok
         self.batches: list[list[int]] = []
+        self.inputs: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             match = (x[:, None, :] == self.rows[None, :, :]).all(-1)
-            assert bool((match.sum(1) == 1).all()), "every input row must be one known sample"
-            self.batches.append(match.float().argmax(1).tolist())
+            assert bool((match.sum(1) <= 1).all()) and (self.unknown_ok or bool(match.any(1).all()))
+            self.batches.append(torch.where(match.any(1), match.float().argmax(1), -1).tolist())
+            self.inputs.append(x.detach().clone())
         return self.model(x)
 
 
@@ -284,3 +288,62 @@ def test_bad_teacher_trains_one_epoch_over_forget_shuffled_with_30_percent_of_re
     # the code's F.kl_div(log_s, teacher) with its default reduction: the mean over batch and classes
     reference = (teacher * (teacher.log() - log_s)).mean()
     assert strategy.history_[0] == pytest.approx(10 * float(reference), rel=1e-4)  # x C: sum over classes
+
+
+def test_unsir_follows_the_reference_notebook(digits):
+    """vikram2000b/Fast-Machine-Unlearning: noise by Adam(0.1) on -CE + 0.1 mean ||N||^2; impair: noise copies
+    shuffled into the retain data, Adam lr 0.02; repair: retain only, a fresh Adam lr 0.01."""
+    forget_class = 3  # not 0: the notebook's class_num = 0 labelling would be indistinguishable
+    keep = digits.y_retain != forget_class
+    xf, yf = digits.x_retain[~keep][:10], digits.y_retain[~keep][:10]
+    xr, yr = digits.x_retain[keep][:30], digits.y_retain[keep][:30]
+    rows, labels = torch.cat([xf, xr]), torch.cat([yf, yr])
+    model = _Recorder(copy.deepcopy(digits.original), rows, unknown_ok=True).eval()
+    opts = dict(noise_size=3, noise_repeats=2, noise_steps=5, batch_size=4, seed=0, progress=False)
+    strategy = erasus.get_strategy("unsir")
+    out = strategy.unlearn(model=model, forget_data=(xf, yf), retain_data=(xr, yr), inplace=True, **opts)
+
+    # the noise: the notebook's loop in float64 from the same seeded randn start
+    original = copy.deepcopy(digits.original).double().eval()
+    noise = torch.randn((3, 64), generator=torch.Generator().manual_seed(0)).double().requires_grad_(True)
+    opt = torch.optim.Adam([noise], lr=0.1)
+    for _ in range(5):
+        target = torch.full((3,), forget_class)
+        loss = -torch.nn.functional.cross_entropy(original(noise), target) + 0.1 * noise.pow(2).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    noise = noise.detach()
+
+    impair = 9  # ceil((3 * 2 noise copies + 30 retain) / 4)
+    assert len(out.batches) == impair + 8 and strategy.info_["impair_samples_per_epoch"] == 36
+    seen = [i for b in out.batches[:impair] for i in b]
+    assert sorted(i for i in seen if i >= 0) == list(range(10, 40)) and seen.count(-1) == 6  # no forget sample
+    noise_rows = torch.cat([x[torch.tensor(b) < 0] for x, b in zip(out.inputs[:impair], out.batches[:impair])])
+    for row in noise.float():
+        assert int(torch.isclose(noise_rows, row, rtol=1e-4, atol=1e-5).all(1).sum()) == 2  # each copy twice
+    assert sorted(i for b in out.batches[impair:] for i in b) == list(range(10, 40))  # repair: retain only
+
+    # the first impair step (Adam lr 0.02) and a second run's first repair step (fresh Adam lr 0.01), by hand:
+    # Adam's first update is lr * g / (|g| + eps)
+    def grad(params, x, y):
+        ref = copy.deepcopy(digits.original).double()
+        with torch.no_grad():
+            for p, v in zip(ref.parameters(), params):
+                p.copy_(v)
+        loss = torch.nn.functional.cross_entropy(ref(x.double()), y)
+        return torch.autograd.grad(loss, list(ref.parameters()))
+
+    model = _Recorder(copy.deepcopy(digits.original), rows, unknown_ok=True).eval()
+    out = strategy.unlearn(model=model, forget_data=(xf, yf), retain_data=(xr, yr), inplace=True, steps=1, **opts)
+    b0, b1 = (torch.tensor(b) for b in out.batches)
+    y0 = torch.where(b0 < 0, forget_class, labels[b0.clamp(min=0)])  # noise is labelled with its class
+    theta = [p.detach().double() for p in digits.original.parameters()]
+    g0 = grad(theta, out.inputs[0], y0)
+    theta1 = [t - 0.02 * g / (g.abs() + 1e-8) for t, g in zip(theta, g0)]
+    g1 = grad(theta1, out.inputs[1], labels[b1])
+    theta2 = [t - 0.01 * g / (g.abs() + 1e-8) for t, g in zip(theta1, g1)]
+    for p, t, a, b in zip(out.model.parameters(), theta2, g0, g1):
+        clear = (a.abs() > 1e-5) & (b.abs() > 1e-5)
+        torch.testing.assert_close(p.detach().double()[clear], t[clear], rtol=0, atol=1e-5)
+        assert float(clear.double().mean()) > 0.2
