@@ -6,26 +6,33 @@ from __future__ import annotations
 import erasus
 import pytest
 
-# name -> (options for unlearn, max forget accuracy after, max retain-accuracy drop)
+# name -> (options for unlearn, max forget accuracy after, max retain-accuracy drop). An empty dict runs the
+# method's paper defaults; where those cannot act on this 64-unit MLP and 125-sample forget set, the comment
+# says what the defaults measure and why the budget differs.
 CASES = {
     "gradient_ascent": (dict(steps=30, lr=1e-3, optimizer="adam"), 0.3, 0.10),
     "grad_diff": (dict(steps=30, lr=1e-3, optimizer="adam"), 0.5, 0.05),
     "neg_grad_plus": (dict(steps=40, lr=3e-3, optimizer="adam", beta=0.9), 0.2, 0.10),
     "finetune": (dict(steps=300, lr=0.3), 0.8, 0.02),
+    # SCRUB's large-scale defaults (lr 5e-4 SGD, alpha 1e-3) and its small-scale notebook setting both leave
+    # forget accuracy at 1.0 here: 2 max-steps per epoch against 18 min-steps; a larger Adam lr is needed
     "scrub": (dict(epochs=4, lr=3e-3, optimizer="adam", alpha=0.5, gamma=1.0, msteps=3), 0.5, 0.02),
     "l1_sparse": (dict(steps=300, lr=0.1, gamma=1e-3), 0.7, 0.02),
     # SSD's paper alpha = 10 cannot select anything here: the forget class is 10% of D and I_D >= (n_f / n) I_Df,
     # so I_Df > 10 I_D is impossible (test_paper_references checks the warning); alpha is scaled to the share
     "ssd": (dict(alpha=2.0, lam=1.0), 0.75, 0.02),
     "lf_ssd": (dict(alpha=2.0, lam=1.0), 0.2, 0.15),
+    # the default 3% of 64 hidden units is 1 unit (forget accuracy stays 1.0); the paper prunes LLM layers
+    # with thousands of neurons
     "neuron_pruning": (dict(ratio=0.2), 0.2, 0.10),
     "mask_based": (dict(ratio=0.2), 0.2, 0.10),
-    "unsir": (dict(lr=2e-3, repair_epochs=2, noise_steps=20), 0.1, 0.05),
-    "bad_teacher": (dict(steps=40, lr=1e-3), 0.3, 0.08),
+    "unsir": (dict(), 0.1, 0.06),
+    # the paper's one epoch at Adam lr 1e-4 is 8 steps here (forget accuracy stays 1.0); its CIFAR epoch is ~60
+    "bad_teacher": (dict(epochs=5, lr=1e-3), 0.3, 0.08),
     "boundary_shrink": (dict(steps=30, lr=1e-2), 0.1, 0.08),
     "amnesiac": (dict(steps=30, lr=1e-2), 0.1, 0.05),
-    "random_label": (dict(steps=30, lr=1e-2), 0.1, 0.05),
-    "salun": (dict(steps=30, lr=1e-2), 0.1, 0.05),
+    "random_label": (dict(), 0.25, 0.05),
+    "salun": (dict(), 0.25, 0.05),
     "retrain": (dict(epochs=20, lr=0.05), 0.1, 0.02),
     "dp_finetune": (dict(epochs=4, lr=0.5, target_epsilon=8.0), 0.3, 0.08),
 }

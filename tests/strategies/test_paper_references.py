@@ -347,3 +347,108 @@ def test_unsir_follows_the_reference_notebook(digits):
         clear = (a.abs() > 1e-5) & (b.abs() > 1e-5)
         torch.testing.assert_close(p.detach().double()[clear], t[clear], rtol=0, atol=1e-5)
         assert float(clear.double().mean()) > 0.2
+
+
+class _TokenMLP(torch.nn.Module):
+    """A transformer-style block on (batch, tokens, features) inputs: up-projection, GELU, down-projection,
+    mean over tokens, classifier head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.up, self.down, self.head = torch.nn.Linear(8, 16), torch.nn.Linear(16, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.down(torch.nn.functional.gelu(self.up(x))).mean(1))
+
+
+class _Sequences(torch.utils.data.Dataset):
+    def __init__(self, xs, ys):
+        self.xs, self.ys = xs, ys
+
+    def __len__(self):
+        return len(self.xs)
+
+    def __getitem__(self, i):
+        return self.xs[i], self.ys[i]
+
+
+def _sequences(n, shift, seed):
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(int(torch.randint(2, 9, (1,), generator=g)), 8, generator=g) + shift for _ in range(n)]
+    return _Sequences(xs, torch.randint(0, 3, (n,), generator=g).tolist())
+
+
+def _brute_scores(hidden, data, weights=None):
+    """mean |h| per unit over every token of every sample, samples weighted: sum_i w_i sum_t |h_it| / sum_i w_i T_i."""
+    num, den = 0.0, 0.0
+    for i in range(len(data)):
+        h = hidden(data[i][0].double()).abs()
+        w = 1.0 if weights is None else float(weights[i])
+        num, den = num + w * h.reshape(-1, h.shape[-1]).sum(0), den + w * h.reshape(-1, h.shape[-1]).shape[0]
+    return num / den
+
+
+def test_neuron_pruning_scores_post_activation_features_of_token_sequences():
+    """Pochinkov & Schoots 2024 (nickypro/selective-pruning sp.py): score = mean |post-GELU activation| over
+    (samples x tokens) on D_f / (same on D_r + 1e-5), top fraction deleted; sequences of any length."""
+    model = _TokenMLP().eval()
+    forget, retain = _sequences(12, 0.7, seed=1), _sequences(30, 0.0, seed=2)
+    w = torch.linspace(0.2, 2.0, 12)
+    strategy = erasus.get_strategy("neuron_pruning", ratio=0.25, layers=["dow*"])
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, weights=w, batch_size=1,
+                           progress=False)
+    ref = copy.deepcopy(model).double()
+    hidden = lambda x: torch.nn.functional.gelu(ref.up(x))  # noqa: E731 - what `down` reads
+    score = _brute_scores(hidden, forget, w) / (_brute_scores(hidden, retain) + 1e-5)
+    expected = sorted(torch.topk(score, 4).indices.tolist())  # int(0.25 * 16)
+    assert strategy.info_["pruned_units"] == {"down": expected}
+    # deleting a unit: the pruned model computes exactly the original with those activations set to 0
+    x = forget[0][0][None]
+    handle = model.down.register_forward_pre_hook(lambda _m, a: (a[0].index_fill(-1, torch.tensor(expected), 0.0),))
+    with torch.no_grad():
+        masked = model(x)
+    handle.remove()
+    torch.testing.assert_close(out(x), masked, rtol=1e-6, atol=1e-6)
+    assert torch.equal(model.down.weight, _TokenMLP().down.weight)  # the caller's model is untouched
+
+
+def test_neuron_pruning_on_conv_batchnorm_removes_channels_exactly():
+    """A channel is scored after BatchNorm + ReLU (what the next conv reads) and deleted at that conv's input,
+    so it contributes 0; zeroing conv1's filter instead would leave BatchNorm's shift."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 6, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(6, 3),
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.3, 0.3)
+        model[1].running_var.uniform_(0.5, 2.0)
+        model[1].bias.uniform_(-0.5, 0.5)
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    xf, xr = torch.randn(10, 1, 8, 8, generator=g) + 0.5, torch.randn(30, 1, 8, 8, generator=g)
+    forget, retain = (xf, torch.zeros(10, dtype=torch.long)), (xr, torch.randint(0, 3, (30,), generator=g))
+    strategy = erasus.get_strategy("neuron_pruning", ratio=0.3)
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, batch_size=4, progress=False)
+    ref = copy.deepcopy(model).double()
+
+    def unit_means(x):  # per channel / feature mean over samples and positions of what layers 3 and 7 read
+        h1 = ref[2](ref[1](ref[0](x.double())))
+        h2 = ref[6](ref[5](ref[4](ref[3](h1))))
+        return torch.cat([h1.mean((0, 2, 3)), h2.mean(0)])
+
+    score = unit_means(xf) / (unit_means(xr) + 1e-5)
+    top = torch.topk(score, 3).indices  # int(0.3 * (4 + 6)), one ranking across both layers
+    expected = {"3": sorted(i for i in top.tolist() if i < 4), "7": sorted(i - 4 for i in top.tolist() if i >= 4)}
+    assert strategy.info_["pruned_units"] == {k: v for k, v in expected.items() if v}
+    hooks = [model[int(k)].register_forward_pre_hook(
+        lambda _m, a, idx=torch.tensor(v): (a[0].index_fill(1, idx, 0.0),)) for k, v in expected.items() if v]
+    with torch.no_grad():
+        masked = model(xf)
+    for h in hooks:
+        h.remove()
+    torch.testing.assert_close(out(xf), masked, rtol=1e-5, atol=1e-6)
+    with pytest.raises(erasus.InvalidInputError, match="names no module"):
+        strategy.unlearn(model=model, forget_data=forget, retain_data=retain, layers=["missing.*"], progress=False)
