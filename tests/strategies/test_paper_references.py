@@ -452,3 +452,57 @@ def test_neuron_pruning_on_conv_batchnorm_removes_channels_exactly():
     torch.testing.assert_close(out(xf), masked, rtol=1e-5, atol=1e-6)
     with pytest.raises(erasus.InvalidInputError, match="names no module"):
         strategy.unlearn(model=model, forget_data=forget, retain_data=retain, layers=["missing.*"], progress=False)
+
+
+class _Padded(torch.utils.data.Dataset):
+    """Right-padded causal-LM samples: dicts of input_ids / attention_mask / labels, length 8."""
+
+    def __init__(self, seqs):
+        self.seqs = seqs
+
+    def __len__(self):
+        return len(self.seqs)
+
+    def __getitem__(self, i):
+        ids = torch.zeros(8, dtype=torch.long)
+        mask = torch.zeros(8, dtype=torch.long)
+        ids[: len(self.seqs[i])], mask[: len(self.seqs[i])] = torch.tensor(self.seqs[i]), 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.where(mask.bool(), ids, -100)}
+
+
+def test_neuron_pruning_on_gpt2_mlp_neurons_skips_padding_tokens():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=20, n_positions=8, resid_pdrop=0.0,
+                                  embd_pdrop=0.0, attn_pdrop=0.0)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    seq = lambda lo, hi: torch.randint(lo, hi, (int(torch.randint(3, 9, (1,), generator=g)),), generator=g).tolist()  # noqa: E731
+    forget, retain = _Padded([seq(10, 20) for _ in range(6)]), _Padded([seq(1, 10) for _ in range(10)])
+    strategy = erasus.get_strategy("neuron_pruning", ratio=0.05, layers=["*.mlp.c_proj"])
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, batch_size=4, progress=False)
+
+    ref = copy.deepcopy(model).double()
+    names = [f"transformer.h.{i}.mlp.c_proj" for i in range(2)]
+
+    def unit_means(data):  # each sample alone and unpadded: the post-GELU MLP activations of its real tokens
+        sums, count = [0.0, 0.0], 0
+        for i in range(len(data)):
+            ids = data[i]["input_ids"][data[i]["attention_mask"].bool()][None]
+            seen = []
+            hooks = [ref.get_submodule(n).register_forward_pre_hook(lambda _m, a: seen.append(a[0][0])) for n in names]
+            with torch.no_grad():
+                ref(input_ids=ids)
+            for h in hooks:
+                h.remove()
+            sums = [s + a.abs().sum(0) for s, a in zip(sums, seen)]
+            count += ids.shape[1]
+        return torch.cat([s / count for s in sums])
+
+    score = unit_means(forget) / (unit_means(retain) + 1e-5)
+    top = torch.topk(score, int(0.05 * 128)).indices.tolist()
+    expected = {n: sorted(i - 64 * k for i in top if 64 * k <= i < 64 * (k + 1)) for k, n in enumerate(names)}
+    assert strategy.info_["pruned_units"] == {n: v for n, v in expected.items() if v}
+    for n, v in expected.items():  # transformers' Conv1D reads input unit j through weight row j
+        w = out.get_submodule(n).weight
+        assert torch.all(w[v] == 0) and bool((w.abs().sum(1) > 0).sum() == 64 - len(v))
