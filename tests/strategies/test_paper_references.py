@@ -506,3 +506,33 @@ def test_neuron_pruning_on_gpt2_mlp_neurons_skips_padding_tokens():
     for n, v in expected.items():  # transformers' Conv1D reads input unit j through weight row j
         w = out.get_submodule(n).weight
         assert torch.all(w[v] == 0) and bool((w.abs().sum(1) > 0).sum() == 64 - len(v))
+
+
+def test_ssd_importance_streams_one_batch_at_a_time(digits):
+    """SSD must not hold the training batches: each batch is consumed (its gradient taken) before the next is
+    drawn, and the result equals the size-weighted mean of squared batch gradients computed in float64."""
+    from erasus.strategies.ssd import importance
+
+    model = copy.deepcopy(digits.original)
+    state = {"drawn": 0, "used": 0}
+
+    def batches():
+        for x, y in zip(digits.x_retain[:250].split(64), digits.y_retain[:250].split(64)):
+            assert state["used"] == state["drawn"], "a batch was drawn before the previous one was used"
+            state["drawn"] += 1
+            yield (x, y), None
+
+    def objective(m, batch, w):
+        state["used"] += 1
+        return torch.nn.functional.cross_entropy(m(batch[0]), batch[1])
+
+    got = importance(model, batches(), objective, batch_size=lambda b: len(b[1]))
+    assert state == {"drawn": 4, "used": 4}
+    ref = copy.deepcopy(model).double()
+    expected = [torch.zeros_like(p) for p in ref.parameters()]
+    for x, y in zip(digits.x_retain[:250].split(64), digits.y_retain[:250].split(64)):
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(ref(x.double()), y), list(ref.parameters()))
+        for e, g in zip(expected, grads):
+            e += len(y) * g * g / 250
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-10)

@@ -55,8 +55,11 @@ def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
     tensors = {f"parameter {n}": t for n, t in fresh.named_parameters()}
     tensors.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
     before = {name: (t._version, t.data_ptr()) for name, t in tensors.items()}
-    hf_roots = [m for m in fresh.modules() if callable(getattr(m, "_init_weights", None))
+    hf_names = [n for n, m in fresh.named_modules() if callable(getattr(m, "_init_weights", None))
                 and type(m).__module__.startswith("transformers.")]
+    # the outermost transformers models only: an inner one (GPT2LMHeadModel.transformer) is covered by its parent
+    hf_roots = [fresh.get_submodule(n) for n in hf_names
+                if not any(o != n and (o == "" or n.startswith(o + ".")) for o in hf_names)]
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for m in fresh.modules():
