@@ -536,3 +536,22 @@ def test_ssd_importance_streams_one_batch_at_a_time(digits):
             e += len(y) * g * g / 250
     for a, b in zip(got, expected):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-10)
+
+
+def test_sisa_shard_models_start_from_no_trained_tensor_of_a_vit():
+    """Bourtoule et al. 2021: a shard model must never have seen data outside its shard; a trained ViT passed as
+    the architecture keeps its position embedding and class token (bare parameters) unless they are reset."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                 image_size=8, patch_size=4, num_channels=1, num_labels=3)
+    torch.manual_seed(0)
+    trained = _perturbed(transformers.ViTForImageClassification(cfg))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)
+    ens = erasus.get_strategy("sisa", shards=2, slices=1, epochs_per_slice=1, batch_size=4).fit(
+        model=trained, train_data=(x, y), progress=False)
+    trained_state = trained.state_dict()
+    for initial in ens.initial:
+        for key, value in initial.items():
+            if not key.endswith("position_ids"):
+                assert not torch.equal(value, trained_state[key]), key
