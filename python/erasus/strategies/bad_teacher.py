@@ -21,6 +21,8 @@ def _mixed_batches(run: Run, retain_ids: torch.Tensor) -> tuple[Iterator[tuple[A
     """Endless epochs over the forget set shuffled together with ``retain[retain_ids]`` (the reference's
     ``UnLearningData`` + ``DataLoader(shuffle=True)``): ``(batch, positions)``, positions ``< n_forget`` being
     forget samples. Batches are collated with the forget data's collate function."""
+    if run.retain is None:
+        raise InvalidInputError("bad_teacher needs the retain set; pass retain_loader= or retain_data=")
     mixed = IndexedDataset(ConcatDataset([run.forget, Subset(run.retain, retain_ids.tolist())]))
     collate = collate_of(run.forget_raw)
 

@@ -52,7 +52,7 @@ def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
     Buffers other than running statistics (position ids, masks, constant tables) are not learned and are kept.
     """
     fresh = copy.deepcopy(model)
-    tensors = {f"parameter {n}": t for n, t in fresh.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {f"parameter {n}": t for n, t in fresh.named_parameters()}
     tensors.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
     before = {name: (t._version, t.data_ptr()) for name, t in tensors.items()}
     hf_names = [n for n, m in fresh.named_modules() if callable(getattr(m, "_init_weights", None))
@@ -71,13 +71,14 @@ def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
             # transformers skips tensors flagged as already initialised (loaded from a checkpoint)
             for m in root.modules():
                 if hasattr(m, "_is_hf_initialized"):
-                    m._is_hf_initialized = False
+                    setattr(m, "_is_hf_initialized", False)
                 for t in itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False)):
                     if hasattr(t, "_is_hf_initialized"):
                         t._is_hf_initialized = False
+            init_weights = getattr(root, "_init_weights")
             for m in root.modules():
-                root._init_weights(m)
-    after = {f"parameter {n}": t for n, t in fresh.named_parameters()}
+                init_weights(m)
+    after: dict[str, torch.Tensor] = {f"parameter {n}": t for n, t in fresh.named_parameters()}
     after.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
     stale = [name for name, t in after.items() if name in before and (t._version, t.data_ptr()) == before[name]
              and (name.startswith("parameter ") or _is_running_stat(fresh, name[len("buffer "):]))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -90,7 +90,7 @@ def mean_input_activation(
 
 def _zero_input_units(m: torch.nn.Module, idx: torch.Tensor) -> None:
     """Remove input units ``idx`` from what ``m`` computes: zero the weights that read them."""
-    w = m.weight
+    w = cast(torch.Tensor, m.weight)
     idx = idx.to(w.device)
     if _is_hf_conv1d(m):
         w[idx, :] = 0
@@ -105,10 +105,10 @@ def _zero_input_units(m: torch.nn.Module, idx: torch.Tensor) -> None:
 
 def _input_width(m: torch.nn.Module) -> int:
     if _is_hf_conv1d(m):
-        return int(m.weight.shape[0])
+        return int(cast(torch.Tensor, m.weight).shape[0])
     if isinstance(m, _CONV):
         return int(m.in_channels)
-    return int(m.in_features)
+    return int(cast(torch.nn.Linear, m).in_features)
 
 
 @register_strategy("neuron_pruning")

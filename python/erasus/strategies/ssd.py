@@ -23,7 +23,7 @@ def importance(
     objective: Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor],
     *,
     batch_size: Callable[[Any], int],
-    reduce: ClassVar[str] = "square",
+    reduce: str = "square",
     desc: str = "importance",
     progress: bool = False,
 ) -> list[torch.Tensor]:
