@@ -204,9 +204,13 @@ def test_random_label_schedule_is_a_full_forget_pass_then_a_full_retain_pass(dig
         r_part = out.batches[start + per_epoch[0] : start + sum(per_epoch)]
         assert sorted(i for b in f_part for i in b) == sorted(forget_ids)
         assert sorted(i for b in r_part for i in b) == sorted(retain_ids)
-    # without a retain set only the forget passes run; a step budget cuts the schedule, it does not mix batches
+    # without a retain set (or with alpha = 0) only the forget passes run; a step budget cuts the schedule
     model = _Recorder(copy.deepcopy(digits.original), rows).eval()
     out = strategy.unlearn(model=model, forget_data=forget, epochs=2, batch_size=4, inplace=True, progress=False)
+    assert len(out.batches) == 6 and all(set(b) <= forget_ids for b in out.batches)
+    model = _Recorder(copy.deepcopy(digits.original), rows).eval()
+    out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, alpha=0.0, epochs=2, batch_size=4,
+                           inplace=True, progress=False)
     assert len(out.batches) == 6 and all(set(b) <= forget_ids for b in out.batches)
     model = _Recorder(copy.deepcopy(digits.original), rows).eval()
     out = strategy.unlearn(model=model, forget_data=forget, retain_data=retain, steps=5, batch_size=4,
@@ -555,3 +559,18 @@ def test_sisa_shard_models_start_from_no_trained_tensor_of_a_vit():
         for key, value in initial.items():
             if not key.endswith("position_ids"):
                 assert not torch.equal(value, trained_state[key]), key
+
+
+def test_unsir_weights_scale_free_and_a_zero_weight_class_gets_no_noise(digits):
+    xf = torch.cat([digits.x_forget[:6], digits.x_retain[digits.y_retain == 4][:6]])
+    yf = torch.cat([digits.y_forget[:6], digits.y_retain[digits.y_retain == 4][:6]])
+    retain = (digits.x_retain[digits.y_retain != 4][:40], digits.y_retain[digits.y_retain != 4][:40])
+    opts = dict(forget_data=(xf, yf), retain_data=retain, noise_size=4, noise_steps=3, batch_size=8, progress=False)
+    strategy = erasus.get_strategy("unsir")
+    plain = strategy.unlearn(model=digits.original, **opts)
+    assert strategy.info_["noise_classes"] == [0, 4]
+    doubled = strategy.unlearn(model=digits.original, weights=2 * torch.ones(12), **opts)
+    for a, b in zip(plain.parameters(), doubled.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    strategy.unlearn(model=digits.original, weights=torch.tensor([1.0] * 6 + [0.0] * 6), **opts)
+    assert strategy.info_["noise_classes"] == [0]

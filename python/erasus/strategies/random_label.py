@@ -14,15 +14,18 @@ from .base import Run, UnlearningStrategy, random_labels, weighted
 __all__ = ["RandomLabel", "forget_then_retain", "random_label_loss", "random_label_step"]
 
 
-def forget_then_retain(run: Run, *, default_epochs: float) -> tuple[Iterator[tuple[str, Any, torch.Tensor | None]], int]:
+def forget_then_retain(
+    run: Run, *, default_epochs: float, alpha: float
+) -> tuple[Iterator[tuple[str, Any, torch.Tensor | None]], int]:
     """The official SalUn / RL schedule: each epoch one full (reshuffled) pass over the forget set, then one full
-    pass over the retain set (when given), one optimizer step per batch.
+    pass over the retain set (when given and ``alpha != 0``: zero-loss steps would still move the weights
+    through momentum), one optimizer step per batch.
 
     Returns an endless stream of ``("forget", batch, weights)`` / ``("retain", batch, None)`` and the number of
     steps: ``steps`` when given, else ``round(epochs * (F + R))`` for ``F`` forget and ``R`` retain batches, so a
     fractional epoch ends inside the schedule.
     """
-    with_retain = run.retain is not None
+    with_retain = run.retain is not None and alpha != 0
     per_epoch = run.batches_per_epoch("forget") + (run.batches_per_epoch("retain") if with_retain else 0)
     if run.steps is not None:
         num_steps = run.steps
@@ -93,7 +96,7 @@ class RandomLabel(UnlearningStrategy):
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, alpha: float, default_epochs: float) -> torch.nn.Module:
         num_classes = run.num_classes(model)
-        schedule, num_steps = forget_then_retain(run, default_epochs=default_epochs)
+        schedule, num_steps = forget_then_retain(run, default_epochs=default_epochs, alpha=alpha)
         loss = random_label_loss(model, run, schedule, num_classes=num_classes, exclude_true=False, alpha=alpha)
         run.train(model, loss, num_steps=num_steps, desc="random labels, then retain")
         return model

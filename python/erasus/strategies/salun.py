@@ -70,7 +70,7 @@ class SalUn(UnlearningStrategy):
                 if p.grad is not None:
                     p.grad.mul_(m)
 
-        schedule, num_steps = forget_then_retain(run, default_epochs=default_epochs)
+        schedule, num_steps = forget_then_retain(run, default_epochs=default_epochs, alpha=alpha)
         run.train(
             model,
             random_label_loss(model, run, schedule, num_classes=num_classes, exclude_true=False, alpha=alpha),
