@@ -23,11 +23,16 @@ from ..registry import register_model
 __all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2", "mlp_output_projection"]
 
 # attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
-_LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers")
+_LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers",
+                "model.language_model.layers",
+                "layers")
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The list of transformer blocks of a causal LM (unwrapping peft models)."""
+    language_model = getattr(model, "language_model", None)
+    if isinstance(language_model, torch.nn.Module) and language_model is not model:
+        return decoder_layers(language_model)  # LLaVA / BLIP-2: the blocks of the language model, not the vision tower
     base = model
     while hasattr(base, "base_model") and base.base_model is not base:
         base = base.base_model

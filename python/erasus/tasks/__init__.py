@@ -1,7 +1,9 @@
 """Task adapters: one place that knows a model family's batch layout, outputs and loss.
 
-``infer_task(model, data)`` picks the adapter: an HF causal LM -> ``"causal_lm"``, a CLIP-like model
-(``get_image_features`` + ``get_text_features``) -> ``"contrastive"``, anything else -> ``"classification"``.
+``infer_task(model, data)`` picks the adapter: an HF causal LM -> ``"causal_lm"``, a LLaVA / BLIP-2 style
+model (``get_image_features`` and an ``image_token_id`` in a config with a ``text_config``, or a wrapper
+flagged ``multimodal_causal_lm``) -> ``"multimodal_causal_lm"``, a CLIP-like model (``get_image_features`` +
+``get_text_features``) -> ``"contrastive"``, anything else -> ``"classification"``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,22 @@ __all__ = [
 ]
 
 # family -> module that registers its adapter (added by the family's own issue)
-_FAMILY_MODULES = {"causal_lm": "erasus.tasks.causal_lm", "contrastive": "erasus.tasks.contrastive"}
+_FAMILY_MODULES = {"causal_lm": "erasus.tasks.causal_lm", "contrastive": "erasus.tasks.contrastive",
+                   "multimodal_causal_lm": "erasus.tasks.multimodal_lm"}
+
+
+def _is_multimodal_lm(model: torch.nn.Module) -> bool:
+    """LLaVA / BLIP-2 style: image features scattered into a language model's image-token positions."""
+    config = getattr(model, "config", None)
+    return hasattr(model, "get_image_features") and (
+        getattr(model, "multimodal_causal_lm", False)
+        or (getattr(config, "image_token_id", None) is not None and hasattr(config, "text_config"))
+    )
 
 
 def _family(model: torch.nn.Module, data: Any) -> str:
+    if _is_multimodal_lm(model):
+        return "multimodal_causal_lm"
     if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):
         return "contrastive"
     names = [c.__name__ for c in type(model).__mro__]
@@ -45,9 +59,9 @@ def _family(model: torch.nn.Module, data: Any) -> str:
     sample = data
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and len(data) > 0:
         sample = data[0]
-    if isinstance(sample, Mapping) and "input_ids" in sample and "pixel_values" not in sample:
+    if isinstance(sample, Mapping) and "input_ids" in sample:
         if "labels" in sample and torch.as_tensor(sample["labels"]).ndim == torch.as_tensor(sample["input_ids"]).ndim:
-            return "causal_lm"
+            return "multimodal_causal_lm" if "pixel_values" in sample else "causal_lm"
     return "classification"
 
 

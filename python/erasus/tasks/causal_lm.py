@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 IGNORE_INDEX = -100
+#: batch entries forwarded to the model besides the tokens (LLaVA / BLIP-2 image inputs)
+MULTIMODAL_KEYS = ("pixel_values", "image_sizes")
 
 
 def _has_chat_template(tokenizer: Any) -> bool:
@@ -206,8 +208,11 @@ class CausalLMTask(Task):
     def features_input(self, batch: Batch) -> dict[str, torch.Tensor]:
         b = self._check(batch)
         out = {"input_ids": b["input_ids"]}
-        if b.get("attention_mask") is not None:
-            out["attention_mask"] = b["attention_mask"]
+        # image inputs of multimodal LMs (LLaVA, BLIP-2) travel with the tokens, so any CausalLMTask (the
+        # strategies' sequence_log_prob, the LLM metrics) scores an image-grounded answer with its image
+        for key in ("attention_mask", *MULTIMODAL_KEYS):
+            if b.get(key) is not None:
+                out[key] = b[key]
         return out
 
     def outputs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
