@@ -18,7 +18,7 @@ SETTINGS = {
     "npo": {"lr": 5e-3, "optimizer": "adamw"},
     "simnpo": {"lr": 5e-3, "optimizer": "adamw"},
     "grad_diff": {"lr": 5e-3, "optimizer": "adamw"},
-    "rmu": {"lr": 5e-3, "layer": 1, "update_layers": [0, 1], "steering_coeff": "adaptive", "alpha": 10.0},
+    "rmu": {"lr": 1e-2, "layer": 1, "update_layers": [0, 1], "steering_coeff": "adaptive", "alpha": 10.0},
 }
 
 
