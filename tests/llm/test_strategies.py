@@ -371,7 +371,12 @@ def test_every_llm_strategy_runs_through_lora(memorised, name):
         model=model, forget_data=forget, retain_data=retain, steps=3, progress=False,
         lora={"r": 4, "lora_alpha": 8, "target_modules": ["c_attn", "c_fc", "c_proj"]})
     assert type(out) is type(model) and not any("lora" in n for n, _ in out.named_parameters())
-    assert not _same(out, model)
+    # what LoRA allows: only the adapted projections' weights moved, each by a matrix of rank <= r (= 4)
+    moved = {n: a - b for (n, a), b in zip(out.state_dict().items(), model.state_dict().values()) if not torch.equal(a, b)}
+    assert moved and all(n.rsplit(".", 2)[-2] in ("c_attn", "c_fc", "c_proj") and n.endswith(".weight") for n in moved)
+    for n, delta in moved.items():
+        s = torch.linalg.svdvals(delta.double())
+        assert float(s[4] / s[0]) < 1e-4, f"{name}: {n} moved by a rank > 4 update"
 
 
 def test_retain_kl_by_hand_ignores_padding():
