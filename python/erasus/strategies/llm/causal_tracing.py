@@ -167,10 +167,11 @@ class CausalTracing(LLMStrategy):
         batch, _, positions = next(iter(run.forget_epoch_indexed(shuffle=False)))
         batch = {k: v[:trace_samples] for k, v in batch.items()}
         subjects, tokenizer = _forget_subjects(run, positions[:trace_samples], subject_key)
-        ranges = []
-        for row, subject in zip(batch["input_ids"], subjects):
-            prompt = int((batch["labels"][len(ranges)] != IGNORE_INDEX).nonzero()[0])
-            ranges.append(subject_token_range(tokenizer, row[:prompt].tolist(), subject))
+        ranges: list[tuple[int, int]] = []
+        for ids, labels, subject in zip(batch["input_ids"], batch["labels"], subjects):
+            scored = (labels != IGNORE_INDEX).nonzero()
+            prompt_len = int(scored[0]) if scored.numel() else 0
+            ranges.append(subject_token_range(tokenizer, ids[:prompt_len].tolist(), subject))
         was = model.training
         model.eval()
         try:
