@@ -685,9 +685,10 @@ for _attack, _doc in {
 
 @register_metric("privleak")
 class PrivLeakMetric(_LMMetric):
-    """MUSE PrivLeak: ``(AUC - AUC_ref) / AUC_ref * 100`` of a Min-K% attack (``attack=``), with ``AUC_ref``
-    from ``reference_model`` (retrained) or ``reference_auc`` (0.5 when neither is given, OpenUnlearning's
-    default). Key ``privleak``."""
+    """MUSE PrivLeak of a Min-K% attack (``attack=``): :func:`privleak`, the relative difference of MUSE's
+    ``1 - AUC`` to the reference's, with the reference AUC from ``reference_model`` (retrained) or
+    ``reference_auc`` (0.5 when neither is given, OpenUnlearning's ``ref_value``). ~-100: the forget set is
+    still exposed; ~0: as private as the retrained model. Keys ``privleak`` and the attack's AUC."""
 
     inputs = ("forget", "test")
 
