@@ -341,8 +341,15 @@ def test_model_utility_is_toFU_nine_component_harmonic_mean(memorised, tokenizer
     # the options-normalized probability is not the raw one the old code reported
     raw_ra = np.mean([np.exp(-_hand_avg_nll(model, tokenizer, r["prompt"], r["answer"])) for r in authors])
     assert abs(raw_ra - got["ra_Q_A_Prob_normalised"]) > 1e-3
+    # the sets given as options (what MetricSuite needs) give the same numbers
+    as_options = get_metric("model_utility", tokenizer=tokenizer, max_new_tokens=12, real_authors=authors,
+                            world_facts=facts).compute(model, retain)
+    assert as_options == pytest.approx(got)
     with pytest.raises(InvalidInputError, match="paraphrased_answer"):
         get_metric("model_utility", tokenizer=tokenizer).compute(model, authors)
+    uneven = [dict(facts[0], perturbed_answer=facts[0]["perturbed_answer"][:1]), *facts[1:]]
+    with pytest.raises(InvalidInputError, match="same positive number"):
+        get_metric("model_utility", tokenizer=tokenizer).compute(model, retain, authors, uneven)
 
 
 def test_multiple_choice_matches_brute_force(memorised, tokenizer):

@@ -575,25 +575,34 @@ class ModelUtilityMetric(_LMMetric):
 
     Keys ``model_utility`` and the components under OpenUnlearning's names (``retain_Q_A_Prob``,
     ``ra_Q_A_Prob_normalised``, ``wf_Truth_Ratio``, ...). Without ``real_authors``/``world_facts`` the mean is
-    over the components computed, which is not TOFU's number: give all three sets to compare with the paper.
+    over the components computed, which is not TOFU's number: give all three sets to compare with the paper,
+    to :meth:`compute` or as the options ``real_authors=``/``world_facts=`` (for :class:`MetricSuite`).
     """
 
     inputs = ("retain",)
 
-    def __init__(self, *, max_new_tokens: int = 200, **kw: Any) -> None:
+    def __init__(self, *, max_new_tokens: int = 200, real_authors: Any = None, world_facts: Any = None,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.max_new_tokens = int(max_new_tokens)
+        # as options too, so that MetricSuite (which passes the retain split) reports all nine components
+        self.real_authors, self.world_facts = real_authors, world_facts
 
     def compute(self, model: torch.nn.Module, retain: Any, real_authors: Any = None, world_facts: Any = None
                 ) -> dict[str, float]:
         opts = dict(tokenizer=self.tokenizer, max_length=self.max_length, batch_size=self.batch_size, device=self.device)
-        sets = [("retain", retain), ("ra", real_authors), ("wf", world_facts)]
+        sets = [("retain", retain), ("ra", self.real_authors if real_authors is None else real_authors),
+                ("wf", self.world_facts if world_facts is None else world_facts)]
         checked = [(name, self._records(data), data) for name, data in sets if data is not None]
         for name, records, _ in checked:  # validate every set before the first (slow) pass
             need = ("answer", "perturbed_answer") + (("paraphrased_answer",) if name == "retain" else ())
             missing = sorted({k for r in records for k in need if k not in r})
             if missing:
                 raise InvalidInputError(f"model_utility: the {name} records lack {missing} (TOFU *_perturbed splits)")
+            n_wrong = {len(r["perturbed_answer"]) for r in records}
+            if len(n_wrong) != 1 or 0 in n_wrong:
+                raise InvalidInputError(f"model_utility: every {name} record needs the same positive number of "
+                                        f"perturbed answers, got {sorted(n_wrong)}")
         out: dict[str, float] = {}
         rouge = RougeMetric(max_new_tokens=self.max_new_tokens, **opts)
         for name, records, data in checked:
