@@ -35,6 +35,7 @@ __all__ = [
     "list_metrics",
     "list_models",
     "describe",
+    "metric_groups",
 ]
 
 T = TypeVar("T")
@@ -147,4 +148,14 @@ def describe(registry: Registry) -> dict[str, str]:
     for name in registry.names():
         doc = (registry.factory(name).__doc__ or "").strip()
         out[name] = " ".join(doc.split("\n\n")[0].split())
+    return out
+
+
+def metric_groups() -> dict[str, list[str]]:
+    """Registered metric names by their ``group`` (forgetting, utility, efficiency, privacy, in that order)."""
+    from .metrics.base import GROUPS
+
+    out: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for name in METRICS.names():
+        out[getattr(METRICS.factory(name), "group", "utility")].append(name)
     return out

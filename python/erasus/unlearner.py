@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
+from .certification.certificate import Certificate, certificate_of
 from .data import as_dataset, subset
 from .data.paths import load_path
 from .errors import ErasusTypeError, InvalidInputError
@@ -230,7 +231,8 @@ class ErasusUnlearner:
 
     # ----------------------------------------------------------------------------------------- save
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and ``selection.json`` into the folder ``path``.
+        """Write ``model.safetensors``, ``config.json`` and ``selection.json`` into the folder ``path``, and
+        ``certificate.json`` when the strategy issued a :class:`~erasus.certification.Certificate`.
 
         Nothing is pickled; load the weights with :meth:`load_weights` into a model of the same architecture.
         """
@@ -262,6 +264,9 @@ class ErasusUnlearner:
         }
         (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (out / "selection.json").write_text(json.dumps(self.selection_.to_dict(), default=float))
+        certificate = certificate_of(self.model_, self.strategy)
+        if certificate is not None:  # a certified strategy's guarantee travels with the weights it is about
+            certificate.save(out / "certificate.json")
         return out
 
     @staticmethod
@@ -277,3 +282,9 @@ class ErasusUnlearner:
     @staticmethod
     def load_selection(path: str | os.PathLike[str]) -> Selection:
         return Selection.from_dict(json.loads((Path(path) / "selection.json").read_text()))
+
+    @staticmethod
+    def load_certificate(path: str | os.PathLike[str]) -> Certificate | None:
+        """The ``certificate.json`` :meth:`save` wrote for a certified strategy, or ``None`` if there is none."""
+        file = Path(path) / "certificate.json"
+        return Certificate.load(file) if file.exists() else None

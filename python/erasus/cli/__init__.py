@@ -34,20 +34,30 @@ def _cmd_list(args: argparse.Namespace) -> int:
             tables[kind] = registry.describe(kinds[kind])
         except ImportError as exc:  # a family whose optional dependency is missing
             tables[kind] = {"(unavailable)": str(exc)}
+    groups = registry.metric_groups() if "metrics" in tables and "(unavailable)" not in tables["metrics"] else None
     if args.json:
-        print(json.dumps(tables, indent=2))
+        payload: dict[str, Any] = dict(tables)
+        if groups is not None:
+            payload["metric_groups"] = groups
+        print(json.dumps(payload, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     for kind, rows in tables.items():
-        table = Table(title=f"{kind} ({len(rows)})", show_lines=False)
-        table.add_column("name", style="bold")
-        table.add_column("description")
-        for name, doc in rows.items():
-            table.add_row(name, doc)
-        console.print(table)
+        # metrics print one table per group (forgetting / utility / efficiency / privacy), the spec's section 6
+        parts = ([(f"metrics: {g}", names) for g, names in groups.items()] if kind == "metrics" and groups
+                 else [(kind, list(rows))])
+        for title, names in parts:
+            table = Table(title=f"{title} ({len(names)})", show_lines=False)
+            table.add_column("name", style="bold")
+            table.add_column("description")
+            for name in names:
+                table.add_row(name, rows[name])
+            console.print(table)
+    if groups is not None:
+        console.print(f"{sum(len(v) for v in groups.values())} metrics in all")
     return 0
 
 

@@ -1,5 +1,7 @@
-"""Unlearning evaluation: accuracy, loss, calibration, membership inference, distances to the retrained model,
-relearn time and cost.
+"""Unlearning evaluation, grouped as the specification's section 6: forgetting (distances and gaps to the
+retrained model, relearn time, interclass confusion, ToW, epistemic uncertainty), utility (accuracy, F1,
+calibration ...), efficiency (cost, model size, speed-up) and privacy (membership inference, LiRA, U-LiRA,
+empirical epsilon, Streisand check). Every metric class carries its ``group``.
 
 Each metric is a pure function (:mod:`erasus.metrics.functional`) plus a registry class
 (``erasus.get_metric("mia").compute(model, forget_loader, test_loader)``); :class:`MetricSuite` runs a
@@ -8,42 +10,71 @@ named set and, given the retrained model, reports the gaps to it (SalUn's Avg. G
 
 from . import functional, llm  # noqa: F401  (llm: the causal-LM metrics register themselves on import)
 from .accuracy import AccuracyMetric
-from .base import Metric
-from .calibration import ECEMetric
-from .divergence import ActivationDistanceMetric, JSDivergenceMetric
+from .base import GROUPS, Metric
+from .calibration import ACEMetric, BrierMetric, ECEMetric, MCEMetric
+from .classification import AUROCMetric, BalancedAccuracyMetric, CohenKappaMetric, F1Metric, MCCMetric
+from .cost import ModelSizeMetric, SpeedupMetric
+from .divergence import ActivationDistanceMetric, JSDivergenceMetric, KLDivergenceMetric
 from .efficiency import EfficiencyMetric, EfficiencyTracker, track_efficiency
+from .empirical_epsilon import EmpiricalEpsilonMetric
+from .epistemic import EpistemicUncertaintyMetric
 from .feature_distance import FeatureDistanceMetric, capture_features
 from .gap import AvgGapMetric
+from .interclass_confusion import InterclassConfusionMetric
 from .lira import LiRAMetric, train_classifier
 from .loss import LossMetric
 from .mia import MIAMetric
 from .mia_efficacy import MIAEfficacyMetric
 from .mia_loss import LossMIAMetric
+from .mia_threshold import MIAConfidenceMetric, MIAModifiedEntropyMetric
 from .outputs import Outputs, collect_outputs, output_cache
 from .relearn import RelearnTimeMetric, relearn_time
+from .streisand import StreisandMetric
 from .suite import DEFAULT_METRICS, MetricSuite
+from .tow import ToWMetric
+from .u_lira import ULiRAMetric
 from .weight_distance import WeightDistanceMetric, weight_distance
 from .zrf import ZRFMetric
 
 __all__ = [
+    "ACEMetric",
+    "AUROCMetric",
     "AccuracyMetric",
     "ActivationDistanceMetric",
     "AvgGapMetric",
+    "BalancedAccuracyMetric",
+    "BrierMetric",
+    "CohenKappaMetric",
     "DEFAULT_METRICS",
     "ECEMetric",
     "EfficiencyMetric",
     "EfficiencyTracker",
+    "EmpiricalEpsilonMetric",
+    "EpistemicUncertaintyMetric",
+    "F1Metric",
     "FeatureDistanceMetric",
+    "GROUPS",
+    "InterclassConfusionMetric",
     "JSDivergenceMetric",
+    "KLDivergenceMetric",
     "LiRAMetric",
     "LossMIAMetric",
     "LossMetric",
+    "MCCMetric",
+    "MCEMetric",
+    "MIAConfidenceMetric",
     "MIAEfficacyMetric",
     "MIAMetric",
+    "MIAModifiedEntropyMetric",
     "Metric",
     "MetricSuite",
+    "ModelSizeMetric",
     "Outputs",
     "RelearnTimeMetric",
+    "SpeedupMetric",
+    "StreisandMetric",
+    "ToWMetric",
+    "ULiRAMetric",
     "WeightDistanceMetric",
     "ZRFMetric",
     "capture_features",

@@ -13,7 +13,10 @@ from typing import Any, ClassVar
 
 from ..errors import InvalidInputError
 
-__all__ = ["Metric"]
+__all__ = ["Metric", "GROUPS"]
+
+#: the specification's section-6 families, in the order ``erasus list metrics`` prints them
+GROUPS = ("forgetting", "utility", "efficiency", "privacy")
 
 
 class Metric(abc.ABC):
@@ -28,6 +31,13 @@ class Metric(abc.ABC):
     inputs: ClassVar[tuple[str, ...]] = ()
     #: the metric compares with a retrained model and needs ``reference_model=``
     needs_reference: ClassVar[bool] = False
+    #: which of :data:`GROUPS` the metric belongs to (one line per metric class; ``erasus list metrics`` groups by it)
+    group: ClassVar[str] = "utility"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.group not in GROUPS:
+            raise InvalidInputError(f"{cls.__name__}.group must be one of {GROUPS}, got {cls.group!r}")
 
     def __init__(self, *, task: Any = None, batch_size: int = 256, device: Any = None) -> None:
         if not isinstance(batch_size, int) or batch_size <= 0:

@@ -1,4 +1,4 @@
-"""Output-space distances to the retrained model: Jensen-Shannon divergence and activation distance.
+"""Output-space distances to the retrained model: Jensen-Shannon and Kullback-Leibler divergence, activation distance.
 
 Both compare the softmax outputs of the unlearned model ``p`` and the model retrained without the forget set
 ``q`` on the same samples (Chundawat et al., "Can Bad Teaching Induce Forgetting?", AAAI 2023; Golatkar et
@@ -16,7 +16,8 @@ from ..errors import InvalidInputError
 from ..registry import register_metric
 from .base import Metric
 
-__all__ = ["js_divergence", "activation_distance", "JSDivergenceMetric", "ActivationDistanceMetric"]
+__all__ = ["js_divergence", "kl_divergence", "activation_distance", "JSDivergenceMetric", "KLDivergenceMetric",
+           "ActivationDistanceMetric"]
 
 
 def _pair(p: Any, q: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +41,16 @@ def js_divergence(p: Any, q: Any, *, base: float = 2.0) -> torch.Tensor:
     return (kl_pm + kl_qm) / (2 * torch.log(torch.tensor(float(base), dtype=torch.float64)))
 
 
+def kl_divergence(p: Any, q: Any) -> torch.Tensor:
+    """Per-row ``KL(q || p) = sum_c q_c log(q_c / p_c)`` in nats (float64): what the model's outputs ``p`` lose
+    about the retrained model's ``q`` (Kullback & Leibler 1951). ``0 log 0 = 0``."""
+    p, q = _pair(p, q, "kl_divergence")
+    # a softmax that underflowed to 0 where q > 0 would make the divergence inf; the smallest normal float64
+    # keeps it finite (about 708 nats per unit of q) without changing any representable probability
+    p = p.clamp_min(torch.finfo(torch.float64).tiny)
+    return torch.special.xlogy(q, q).sum(1) - torch.special.xlogy(q, p).sum(1)
+
+
 def activation_distance(p: Any, q: Any) -> torch.Tensor:
     """Per-row L2 distance ``||p - q||_2`` between the two models' output probabilities (float64)."""
     p, q = _pair(p, q, "activation_distance")
@@ -49,6 +60,7 @@ def activation_distance(p: Any, q: Any) -> torch.Tensor:
 class _OutputDistance(Metric):
     inputs = ("forget", "retain", "test")
     needs_reference = True
+    group = "forgetting"
     key = ""
 
     @abc.abstractmethod
@@ -81,6 +93,17 @@ class JSDivergenceMetric(_OutputDistance):
 
     def _distance(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return js_divergence(p, q)
+
+
+@register_metric("kl_divergence")
+class KLDivergenceMetric(_OutputDistance):
+    """Mean KL divergence ``KL(q_retrained || p_model)`` in nats (Kullback & Leibler 1951) between the retrained
+    and the unlearned model's softmax outputs on each split given; keys ``{split}_kl_divergence``."""
+
+    key = "kl_divergence"
+
+    def _distance(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return kl_divergence(p, q)
 
 
 @register_metric("activation_distance")

@@ -113,6 +113,8 @@ class EfficiencyMetric(Metric):
     Keys ``wall_time_s``, ``peak_rss_mb``, ``flops`` (with ``flops=True``) and ``peak_cuda_mb`` on CUDA.
     """
 
+    group = "efficiency"
+
     inputs = ("forget",)
 
     def __init__(self, *, flops: bool = True, fn: Callable[[torch.nn.Module], Any] | None = None,

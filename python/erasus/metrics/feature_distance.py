@@ -79,6 +79,8 @@ class FeatureDistanceMetric(Metric):
     with features at ``layer`` (default: input to the last ``nn.Linear``; ``reference_layer`` defaults to ``layer``).
     """
 
+    group = "forgetting"
+
     inputs = ("forget", "retain", "test")
     needs_reference = True
 

@@ -45,6 +45,8 @@ class AvgGapMetric(Metric):
     ``compute(model, forget, retain, test, reference_model=...)`` -> ``avg_gap`` and ``gap_{key}`` per component.
     """
 
+    group = "forgetting"
+
     inputs = ("forget", "retain", "test")
     needs_reference = True
 

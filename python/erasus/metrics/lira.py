@@ -124,6 +124,8 @@ class LiRAMetric(Metric):
     ``lira_tpr_at_fpr_0.01``. A model that forgot its forget set scores AUC ~= 0.5.
     """
 
+    group = "privacy"
+
     inputs = ("forget", "test")
 
     def __init__(self, *, model_factory: Callable[[], torch.nn.Module], population: Any, n_shadow: int = 8,

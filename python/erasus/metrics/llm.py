@@ -448,6 +448,7 @@ class AnswerProbabilityMetric(_LMMetric):
     """TOFU answer probability: mean over samples of ``exp(-avg answer NLL)``. Key ``answer_prob``."""
 
     inputs = ("forget",)
+    group = "forgetting"
 
     def compute(self, model: torch.nn.Module, data: Any) -> dict[str, float]:
         return {"answer_prob": float(answer_probability(self._stats(model, data).avg_nll).mean())}
@@ -458,6 +459,7 @@ class ExactMemorizationMetric(_LMMetric):
     """Exact memorization (Tirumala et al., 2022): mean fraction of answer tokens predicted exactly. Key ``em``."""
 
     inputs = ("forget",)
+    group = "forgetting"
 
     def compute(self, model: torch.nn.Module, data: Any) -> dict[str, float]:
         return {"em": float(exact_memorization(self._stats(model, data).match).mean())}
@@ -468,6 +470,7 @@ class ExtractionStrengthMetric(_LMMetric):
     """Extraction strength (Carlini et al., 2021): mean ``1 - k*/|a|``. Key ``es``."""
 
     inputs = ("forget",)
+    group = "forgetting"
 
     def compute(self, model: torch.nn.Module, data: Any) -> dict[str, float]:
         return {"es": float(extraction_strength(self._stats(model, data).match).mean())}
@@ -489,6 +492,7 @@ class RougeMetric(_LMMetric):
     """ROUGE-1/ROUGE-L recall of greedy answers (``max_new_tokens``, default 200) vs the reference answers."""
 
     inputs = ("forget",)
+    group = "forgetting"
 
     def __init__(self, *, max_new_tokens: int = 200, chat_template: bool | None = None, **kw: Any) -> None:
         super().__init__(**kw)
@@ -531,6 +535,7 @@ class TruthRatioMetric(_LMMetric):
     ``base_answer_key`` in ``config/eval_everything.yaml``). Key ``truth_ratio``."""
 
     inputs = ("forget",)
+    group = "forgetting"
 
     def __init__(self, *, aggregator: str = "closer_to_1_better", correct_key: str = "paraphrased_answer",
                  **kw: Any) -> None:
@@ -551,6 +556,7 @@ class ForgetQualityMetric(_LMMetric):
     """TOFU forget quality: KS p-value of forget truth ratios vs those of ``reference_model`` (retrained)."""
 
     inputs = ("forget",)
+    group = "forgetting"
     needs_reference = True
 
     def compute(self, model: torch.nn.Module, data: Any, *, reference_model: torch.nn.Module | None = None
@@ -662,6 +668,7 @@ class LMMembershipMetric(_LMMetric):
     gradient norm's order."""
 
     inputs = ("forget", "test")
+    group = "privacy"
     attack = "loss"
 
     def __init__(self, *, k: float = 0.4, p: float = 2.0, **kw: Any) -> None:
@@ -700,6 +707,7 @@ class PrivLeakMetric(_LMMetric):
     still exposed; ~0: as private as the retrained model. Keys ``privleak`` and the attack's AUC."""
 
     inputs = ("forget", "test")
+    group = "privacy"
 
     def __init__(self, *, attack: str = "min_k", k: float = 0.4, reference_auc: float = 0.5, **kw: Any) -> None:
         super().__init__(**kw)

@@ -107,6 +107,8 @@ class MIAMetric(Metric):
     See :func:`entropy_mia` for the protocol with and without ``retain``.
     """
 
+    group = "privacy"
+
     inputs = ("forget", "test", "retain")
 
     def __init__(self, *, seed: int = 0, n_splits: int = 5, **options: Any) -> None:

@@ -92,6 +92,8 @@ class MIAEfficacyMetric(Metric):
     feature (default ``"confidence"``, SalUn's reported number).
     """
 
+    group = "privacy"
+
     inputs = ("forget", "retain", "test")
 
     def __init__(self, *, feature: Feature = "confidence", seed: int = 0, c: float = 3.0, **options: Any) -> None:

@@ -32,6 +32,8 @@ class LossMIAMetric(Metric):
     retrained model does when forget and test come from one distribution). Works for any task with a loss.
     """
 
+    group = "privacy"
+
     inputs = ("forget", "test")
 
     def compute(self, model: torch.nn.Module, forget: Any, test: Any) -> dict[str, float]:

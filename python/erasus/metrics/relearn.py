@@ -78,6 +78,8 @@ class RelearnTimeMetric(Metric):
     unlearned model that relearns much faster still holds the forgotten information.
     """
 
+    group = "forgetting"
+
     inputs = ("forget",)
 
     def __init__(self, *, threshold: float = 0.9, lr: float = 1e-3, optimizer: Literal["adam", "sgd"] = "adam",

@@ -47,6 +47,8 @@ class WeightDistanceMetric(Metric):
     ``weight_distance_relative`` (divided by the reference's norm). Meaningful when both start from one
     initialisation."""
 
+    group = "forgetting"
+
     inputs = ()
     needs_reference = True
 

@@ -35,6 +35,8 @@ class ZRFMetric(Metric):
     architecture (every layer's ``reset_parameters()`` under ``seed``), as in the paper.
     """
 
+    group = "forgetting"
+
     inputs = ("forget",)
 
     def __init__(self, *, incompetent_model: torch.nn.Module | None = None, seed: int = 0, **options: Any) -> None:

@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (registration side effects)
     amnesiac,
     bad_teacher,
     boundary_shrink,
+    certified_newton,
     certified_removal,
     dp_finetune,
     finetune,
