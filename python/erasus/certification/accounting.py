@@ -57,7 +57,9 @@ def group_privacy(epsilon: float, delta: float, group_size: int) -> tuple[float,
     if epsilon < 0 or not 0 <= delta < 1:
         raise InvalidInputError(f"need epsilon >= 0 and 0 <= delta < 1, got ({epsilon}, {delta})")
     g = group_size
-    return g * epsilon, g * math.exp((g - 1) * epsilon) * delta
+    log_delta = math.log(g) + (g - 1) * epsilon + math.log(delta) if delta > 0 else -math.inf
+    # past ~e^709 the group delta is far beyond 1 anyway: report inf rather than overflow
+    return g * epsilon, math.exp(log_delta) if log_delta < 700 else math.inf
 
 
 def dp_certificate(
