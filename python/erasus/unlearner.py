@@ -23,7 +23,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 import torch
 
-from .certification.certificate import Certificate, certificate_of
+from .certification.certificate import Certificate, certificate_of, hash_model
 from .data import as_dataset, subset
 from .data.paths import load_path
 from .errors import ErasusTypeError, InvalidInputError
@@ -265,7 +265,8 @@ class ErasusUnlearner:
         (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (out / "selection.json").write_text(json.dumps(self.selection_.to_dict(), default=float))
         certificate = certificate_of(self.model_, self.strategy)
-        if certificate is not None:  # a certified strategy's guarantee travels with the weights it is about
+        if certificate is not None and certificate.model_hash == hash_model(self.model_):
+            # a certified strategy's guarantee travels with the weights it is about (and only with those)
             certificate.save(out / "certificate.json")
         return out
 

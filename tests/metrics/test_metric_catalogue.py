@@ -200,7 +200,7 @@ def test_every_metric_has_a_group_and_the_catalogue_has_fifty(capsys):
         assert METRICS.factory(name).group in GROUPS, name
     added = ["f1", "balanced_accuracy", "cohen_kappa", "mcc", "auroc", "brier", "mce", "ace", "mia_confidence",
              "mia_mentropy", "empirical_epsilon", "u_lira", "streisand", "interclass_confusion", "tow",
-             "kl_divergence", "epistemic_uncertainty", "model_size", "speedup"]
+             "kl_divergence", "epistemic_uncertainty", "model_size", "speedup", "anamnesis_index"]
     for name in added:  # each names its paper or standard, with the year
         doc = METRICS.factory(name).__doc__ or ""
         assert any(ch.isdigit() for ch in doc), name
@@ -218,3 +218,21 @@ def test_every_metric_has_a_group_and_the_catalogue_has_fifty(capsys):
 def test_a_metric_with_an_unknown_group_is_refused_at_definition():
     with pytest.raises(erasus.InvalidInputError, match="group must be one of"):
         type("Odd", (Metric,), {"group": "vibes", "compute": lambda self, m: {}})
+
+
+def test_anamnesis_index_is_one_for_the_oracle_and_zero_for_a_model_that_never_forgot(digits):
+    from metric_helpers import fit
+
+    x = torch.cat([digits.retain[0], digits.test[0]])
+    y = torch.cat([digits.retain[1], digits.test[1]])
+    forget, retain = (x[y == 0], y[y == 0]), (x[y != 0], y[y != 0])  # class forgetting: the oracle must relearn
+    original, retrained = fit(x, y, seed=1, epochs=40), fit(*retain, seed=2, epochs=40)
+    metric = erasus.get_metric("anamnesis_index", original_model=original, lr=1e-2)
+    same = metric.compute(retrained, forget, reference_model=retrained)
+    assert same["anamnesis_index"] == 1.0 and same["reference_relearn_time"] > 0
+    assert metric.compute(original, forget, reference_model=retrained)["anamnesis_index"] == 0.0
+    # random forgetting: a model retrained without 40 random samples already classifies them: undefined, refused
+    without = fit(x[40:], y[40:], seed=3, epochs=40)
+    with pytest.raises(erasus.InvalidInputError, match="undefined"):
+        erasus.get_metric("anamnesis_index", original_model=original).compute(without, (x[:40], y[:40]),
+                                                                              reference_model=without)

@@ -28,7 +28,7 @@ from .mia_efficacy import MIAEfficacyMetric
 from .mia_loss import LossMIAMetric
 from .mia_threshold import MIAConfidenceMetric, MIAModifiedEntropyMetric
 from .outputs import Outputs, collect_outputs, output_cache
-from .relearn import RelearnTimeMetric, relearn_time
+from .relearn import AnamnesisIndexMetric, RelearnTimeMetric, relearn_time
 from .streisand import StreisandMetric
 from .suite import DEFAULT_METRICS, MetricSuite
 from .tow import ToWMetric
@@ -40,6 +40,7 @@ __all__ = [
     "ACEMetric",
     "AUROCMetric",
     "AccuracyMetric",
+    "AnamnesisIndexMetric",
     "ActivationDistanceMetric",
     "AvgGapMetric",
     "BalancedAccuracyMetric",

@@ -21,7 +21,7 @@ from .accuracy import topk_accuracy
 from .base import Metric
 from .outputs import class_outputs, collect_outputs, model_device, resolve_task
 
-__all__ = ["relearn_time", "RelearnTimeMetric"]
+__all__ = ["relearn_time", "RelearnTimeMetric", "AnamnesisIndexMetric"]
 
 
 def relearn_time(model: torch.nn.Module, forget: Any, *, threshold: float = 0.9, lr: float = 1e-3,
@@ -92,3 +92,51 @@ class RelearnTimeMetric(Metric):
 
     def compute(self, model: torch.nn.Module, forget: Any) -> dict[str, float]:
         return relearn_time(model, forget, task=self.task, device=self.device, **self.options)
+
+
+@register_metric("anamnesis_index")
+class AnamnesisIndexMetric(Metric):
+    """Anamnesis index, AIN (Chundawat, Tarun, Mandal & Kankanhalli, "Zero-Shot Machine Unlearning", IEEE TIFS
+    2023): ``AIN = r_t(M_u) / r_t(M_s)``, the relearn time of the unlearned model over that of the model
+    retrained from scratch, each the steps of fine-tuning on the forget set until it regains ``alpha`` times
+    the *original* model's forget accuracy (:func:`relearn_time`).
+
+    ``AIN ~ 1``: relearns like a model that never saw the data; ``<< 1``: the information is still there;
+    ``> 1``: over-forgotten. ``compute(model, forget, reference_model=retrained, original_model=original)``;
+    keys ``anamnesis_index``, ``relearn_time``, ``reference_relearn_time``. Defined where the retrained model
+    must relearn (e.g. class forgetting); when it already reaches the threshold the index is refused. The
+    paper's ``alpha`` is a user choice; erasus defaults to 0.9.
+    """
+
+    group = "forgetting"
+    inputs = ("forget",)
+    needs_reference = True
+
+    def __init__(self, *, original_model: torch.nn.Module, alpha: float = 0.9, lr: float = 1e-3,
+                 optimizer: Literal["adam", "sgd"] = "adam", max_steps: int = 500, train_batch_size: int = 32,
+                 seed: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        if not isinstance(original_model, torch.nn.Module):
+            raise InvalidInputError("anamnesis_index needs original_model= (the model before unlearning)")
+        if not 0.0 < alpha <= 1.0:
+            raise InvalidInputError(f"alpha is a fraction of the original forget accuracy in (0, 1], got {alpha}")
+        self.original_model, self.alpha = original_model, float(alpha)
+        self.options: dict[str, Any] = {"lr": float(lr), "optimizer": optimizer, "max_steps": int(max_steps),
+                                        "batch_size": int(train_batch_size), "seed": int(seed)}
+
+    def compute(self, model: torch.nn.Module, forget: Any, *, reference_model: torch.nn.Module) -> dict[str, float]:
+        if reference_model is None:
+            raise InvalidInputError("anamnesis_index compares with the retrained model: pass reference_model=")
+        out = collect_outputs(self.original_model, forget, task=self.task, device=self.device, cache=False)
+        threshold = self.alpha * topk_accuracy(*class_outputs(out, metric="anamnesis_index"))
+        if threshold <= 0:
+            raise InvalidInputError("the original model has 0 accuracy on the forget set: nothing to relearn")
+        kw = {"threshold": threshold, "task": self.task, "device": self.device, **self.options}
+        ref = relearn_time(reference_model, forget, **kw)["relearn_time"]
+        if ref == 0:
+            raise InvalidInputError(
+                f"the retrained model already reaches {threshold:.3g} forget accuracy ({self.alpha} x the original's): "
+                "the anamnesis index is undefined here (it is meant for e.g. class forgetting)"
+            )
+        mine = relearn_time(model, forget, **kw)["relearn_time"]
+        return {"anamnesis_index": mine / ref, "relearn_time": mine, "reference_relearn_time": ref}
