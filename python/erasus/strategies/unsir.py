@@ -72,6 +72,11 @@ class Unsir(UnlearningStrategy):
                 raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
         if not (impair_epochs > 0 and repair_epochs > 0):
             raise InvalidInputError(f"impair_epochs and repair_epochs must be positive, got {impair_epochs}, {repair_epochs}")
+        if not (noise_lr > 0 and noise_reg >= 0 and repair_lr >= 0):
+            raise InvalidInputError(
+                f"noise_lr must be positive and noise_reg, repair_lr non-negative; got noise_lr={noise_lr}, "
+                f"noise_reg={noise_reg}, repair_lr={repair_lr}"
+            )
         # forget classes and the (rescaled) mean weight of their samples
         weight_sum: dict[int, float] = {}
         count: dict[int, int] = {}
