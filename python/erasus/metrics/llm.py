@@ -391,7 +391,10 @@ def multiple_choice_predictions(model: torch.nn.Module, tokenizer: Any, records:
 
 def _grad_norm_scores(model: torch.nn.Module, data: Any, *, tokenizer: Any, p: float, max_length: int,
                       device: Any) -> np.ndarray:
-    """Per sample: mean over parameter tensors of ``||d avg_nll / d theta||_p``; the model is left unchanged."""
+    """Per sample: mean over parameter tensors of ``||d avg_nll / d theta||_p``; the model is left unchanged.
+
+    OpenUnlearning's ``GradNormAttack`` takes these gradients in train mode (dropout on, a random score);
+    erasus keeps eval mode so that the score is a function of the model and the sample."""
     loader, _ = lm_loader(data, tokenizer=tokenizer, batch_size=1, max_length=max_length)
     task, dev = CausalLMTask(), _device(model, device)
     params = [q for q in model.parameters() if q.requires_grad]
