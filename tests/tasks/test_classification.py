@@ -105,11 +105,8 @@ def test_registry_and_inference():
         def get_text_features(self, x):
             return x
 
-    if "contrastive" not in list_tasks():
-        with pytest.raises(InvalidInputError, match="contrastive"):
-            infer_task(ClipLike())
-    else:
-        assert infer_task(ClipLike()).name == "contrastive"
+    # the contrastive adapter is imported on first use
+    assert infer_task(ClipLike()).name == "contrastive"
 
 
 def test_task_protocol_is_abstract():

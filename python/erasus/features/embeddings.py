@@ -10,6 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import InvalidInputError
+from ..tasks import Task
 from .gradients import _prepared, _resolve
 from .hooks import _is_hf_conv1d
 
@@ -36,15 +37,33 @@ def _pool(x: torch.Tensor, batch: Any, size: int) -> torch.Tensor:
     return x.reshape(size, -1)
 
 
+def _has_own_embeddings(task: Any) -> bool:
+    return type(task).embeddings is not Task.embeddings
+
+
+def _task_embeddings(model: nn.Module, task: Task, loader: Any, device: Any, n: int, progress: bool) -> torch.Tensor:
+    rows = []
+    with _prepared(model, []), torch.no_grad():
+        for batch in tqdm(loader, desc="embeddings", disable=not progress, leave=False):
+            rows.append(task.embeddings(model, task.to_device(batch, device)).float().cpu())
+    out = torch.cat(rows)
+    if out.shape[0] != n:
+        raise InvalidInputError(f"the task's embeddings gave {out.shape[0]} rows for {n} samples")
+    return out
+
+
 def embeddings(model: nn.Module, data: Any, *, layer: str | None = None, task: Any = None, batch_size: int = 64,
                device: Any = None, progress: bool = True) -> torch.Tensor:
     """Per-sample features from a forward hook, float32 (n, d) on CPU.
 
-    ``layer=None``: penultimate features, i.e. the input of the model's last ``nn.Linear`` (the classifier /
-    LM head). ``layer="name"``: that module's output (first element of a tuple output). Token sequences
+    ``layer=None``: the task's own embedding when its family defines one (CLIP: the normalised image and text
+    embeddings side by side), else penultimate features, i.e. the input of the model's last ``nn.Linear`` (the
+    classifier / LM head). ``layer="name"``: that module's output (first element of a tuple output). Token sequences
     (B, T, d) are mean-pooled over ``attention_mask`` when the batch has one; other outputs are flattened.
     """
     model, task, loader, device, n = _resolve(model, data, task, device, batch_size)
+    if layer is None and _has_own_embeddings(task):
+        return _task_embeddings(model, task, loader, device, n, progress)
     if layer is None:
         _, module = _last_linear(model)
         take_input = True

@@ -115,7 +115,7 @@ def _resolve(model: nn.Module, data: Any, task: Any, device: Any, batch_size: in
     target = torch.device(device) if device is not None else current
     if target != current:
         model = copy.deepcopy(model).to(target)  # never move the caller's model
-    return model, task, loader, target, n
+    return model, task.separable(model, loader), loader, target, n
 
 
 def _slice(batch: Any, start: int, stop: int, size: int) -> Any:

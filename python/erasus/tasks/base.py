@@ -138,6 +138,16 @@ class Task(abc.ABC):
         """What to feed ``model(...)`` (for forward hooks / embeddings)."""
         return batch
 
+    def embeddings(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor | None:
+        """The family's own per-sample embedding (B, d) for selection, or None to use penultimate features
+        (CLIP: the joint normalised image and text embedding)."""
+        return None
+
+    def separable(self, model: torch.nn.Module, data: Any) -> "Task":
+        """A task whose ``per_sample_loss`` of a sample depends on that sample alone (what per-sample gradients
+        mean). Most families already are; a contrastive loss, which couples the pairs of a batch, is not."""
+        return self
+
 
 def reduce_loss(losses: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """``mean(l)`` or the weighted mean ``sum(w * l) / sum(w)``; validates ``weights``."""
