@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (registration side effects)
     sisa,
     ssd,
     unsir,
+    vlm,
 )
 from .amnesiac import AmnesiacRecorder
 from .base import Run, UnlearningStrategy

@@ -1,0 +1,10 @@
+"""Vision-language (CLIP-style) unlearning strategies (one file each); they register themselves on import.
+
+They take a model with ``get_image_features`` / ``get_text_features`` (a transformers ``CLIPModel`` or an
+:class:`erasus.models.CLIPWrapper`) and image-text pairs (the ``"contrastive"`` task), and reach into the towers
+only through the wrapper's parameter groups.
+"""
+
+from . import modality_decoupling
+
+__all__ = ["modality_decoupling"]
