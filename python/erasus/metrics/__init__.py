@@ -13,6 +13,7 @@ from .accuracy import AccuracyMetric
 from .base import GROUPS, Metric
 from .calibration import ACEMetric, BrierMetric, ECEMetric, MCEMetric
 from .classification import AUROCMetric, BalancedAccuracyMetric, CohenKappaMetric, F1Metric, MCCMetric
+from .contrastive import CascadeMetric, MatchedPairCosineMetric, RetrievalMetric, ZeroShotAccuracyMetric
 from .cost import ModelSizeMetric, SpeedupMetric
 from .divergence import ActivationDistanceMetric, JSDivergenceMetric, KLDivergenceMetric
 from .efficiency import EfficiencyMetric, EfficiencyTracker, track_efficiency
@@ -46,6 +47,7 @@ __all__ = [
     "BalancedAccuracyMetric",
     "BrierMetric",
     "CohenKappaMetric",
+    "CascadeMetric",
     "DEFAULT_METRICS",
     "ECEMetric",
     "EfficiencyMetric",
@@ -64,6 +66,7 @@ __all__ = [
     "MCCMetric",
     "MCEMetric",
     "MIAConfidenceMetric",
+    "MatchedPairCosineMetric",
     "MIAEfficacyMetric",
     "MIAMetric",
     "MIAModifiedEntropyMetric",
@@ -76,8 +79,10 @@ __all__ = [
     "StreisandMetric",
     "ToWMetric",
     "ULiRAMetric",
+    "RetrievalMetric",
     "WeightDistanceMetric",
     "ZRFMetric",
+    "ZeroShotAccuracyMetric",
     "capture_features",
     "collect_outputs",
     "functional",

@@ -9,6 +9,7 @@ from .calibration import (
     maximum_calibration_error,
 )
 from .classification import balanced_accuracy, cohen_kappa, confusion_matrix, macro_auroc, macro_f1, matthews_corrcoef
+from .contrastive import embedding_shift, matched_pair_cosine, retrieval_recall
 from .cost import model_size
 from .divergence import activation_distance, js_divergence, kl_divergence
 from .empirical_epsilon import clopper_pearson, empirical_epsilon
@@ -51,6 +52,7 @@ __all__ = [
     "u_lira_scores",
     "attack_summary",
     "avg_gap",
+    "embedding_shift",
     "entropy_mia",
     "expected_calibration_error",
     "js_divergence",
@@ -58,9 +60,11 @@ __all__ = [
     "lira_scores",
     "logit_scaled_confidence",
     "loss_threshold_attack",
+    "matched_pair_cosine",
     "mean_loss",
     "mia_features",
     "prediction_entropy",
+    "retrieval_recall",
     "svc_mia_efficacy",
     "topk_accuracy",
     "zrf_score",
