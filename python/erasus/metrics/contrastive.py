@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+#: similarities closer than this count as ties (float64 rounding of equal cosines)
+_TIE = 1e-12
+
+
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     out = tuple(int(k) for k in ks)
     if not out or any(k < 1 for k in out):
@@ -45,7 +49,8 @@ def retrieval_recall(image_emb: Any, text_emb: Any, *, ks: Sequence[int] = (1, 5
     ``text_to_image[j]`` is the image caption ``j`` describes (default: ``j``, one caption per image). Image->text
     R@K: the fraction of images with at least one of their captions among the K most similar captions;
     text->image R@K: the fraction of captions whose image is among the K most similar images (the COCO / Flickr30k
-    protocol of CLIP's Table 13). Ranks count strictly more similar candidates, so ties favour the match.
+    protocol of CLIP's Table 13). Ranks count candidates more similar by over ``1e-12`` (float64 cosine), so ties
+    favour the match whatever the rounding.
     Keys ``image_to_text_recall@K``, ``text_to_image_recall@K`` and their mean ``mean_recall@K``.
     """
     ks = _check_ks(ks)
@@ -66,11 +71,11 @@ def retrieval_recall(image_emb: Any, text_emb: Any, *, ks: Sequence[int] = (1, 5
     own = owner[None, :] == torch.arange(v.shape[0])[:, None]  # (N, M): caption j belongs to image i
     # image -> text: rank of the image's best caption among all captions
     best = sim.masked_fill(~own, float("-inf")).max(dim=1).values
-    i2t_rank = (sim > best[:, None]).sum(1)
+    i2t_rank = (sim > best[:, None] + _TIE).sum(1)
     has_caption = own.any(1)
     # text -> image: rank of the caption's image among all images
     matched = sim[owner, torch.arange(t.shape[0])]
-    t2i_rank = (sim.T > matched[:, None]).sum(1)
+    t2i_rank = (sim.T > matched[:, None] + _TIE).sum(1)
     out: dict[str, float] = {}
     for k in ks:
         i2t = float((i2t_rank[has_caption] < k).double().mean()) if has_caption.any() else float("nan")
