@@ -1,4 +1,5 @@
-"""GPU check + timing of every erasus kernel against its torch baseline, in one call of under 5 minutes.
+"""GPU check + timing of every erasus kernel against its torch baseline, and of every GPU selection path
+(``erasus.select`` on a CUDA tensor) against the Rust core on the host, in one call of under 5 minutes.
 
 For each kernel: (1) correctness on the GPU against the torch twin in ``erasus.kernels.reference``
 (bit-identical Philox matrices for the projections), (2) ``triton.testing.do_bench`` of the Triton kernel and
@@ -166,6 +167,65 @@ def multi_tensor_cases(peak_gbs: float) -> None:
     row("fisher_accumulate_", f"{n_tensors} tensors, {n / 1e6:.0f}M", "float32", t, base, n * 12, "GB/s", peak_gbs)
 
 
+def _mixture(n: int, d: int, clusters: int = 50, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=10.0, size=(clusters, d))
+    return (centers[rng.integers(clusters, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def _wall(fn):
+    """(result, seconds) of one call; GPU work is synchronized before the clock stops."""
+    if not DRY:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if not DRY:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def selection_cases(peak_tflops: float, peak_gbs: float) -> None:
+    """``erasus.select`` on a CUDA tensor (the torch twin, selected on the device) against the Rust core on this
+    machine's CPU cores, one call each (the Rust side is the baseline): same picks up to float ties."""
+    import numpy as np
+
+    import erasus
+
+    print("selection: torch twin on the device vs the Rust core on the host", flush=True)
+    n, d, k = (3000, 16, 30) if DRY else (200_000, 64, 2000)
+    n_dense, k_dense = (800, 20) if DRY else (20_000, 1000)
+    x = _mixture(n, d)
+    x_dense = np.ascontiguousarray(x[:n_dense])
+    cases = [
+        ("kcenter", x, k, {}, k * x.nbytes, "GB/s"),
+        ("herding", x, k, {}, k * x.nbytes, "GB/s"),
+        ("kmeans", x, k // 10, {"max_iter": 20}, 2.0 * n * (k // 10) * d * 21, "TFLOP/s"),
+        ("facility_location", x_dense, k_dense, {}, 2.0 * n_dense**2 * d, "TFLOP/s"),
+        ("facility_location", x, k, {"neighbors": 50}, 2.0 * n * n * d, "TFLOP/s"),
+    ]
+    for method, data, kk, opts, work, unit in cases:
+        label = method + (" kNN K=50" if "neighbors" in opts else " dense" if method == "facility_location" else "")
+        host, t_host = _wall(lambda: erasus.select(data, kk, method=method, backend="rust", **opts))
+        dev_x = torch.from_numpy(data).to(DEV)
+        call = (lambda: erasus.select(dev_x, kk, method=method, **opts)) if not DRY else (
+            lambda: erasus.select(dev_x, kk, method=method, backend="torch", **opts))
+        call()  # warm-up: CUDA context, cuBLAS handles, allocator
+        got, t_dev = _wall(call)
+        same = got.indices == host.indices
+        first = int(np.argmin(same)) if not same.all() else len(same)
+        overlap = np.intersect1d(got.indices, host.indices).size / len(host.indices)
+        rel = abs(got.objective - host.objective) / max(abs(host.objective), 1e-30)
+        check(f"{label} device vs Rust", rel < 1e-3 and overlap >= 0.9,
+              f"objective rel diff {rel:.1e}, set overlap {overlap:.3f}, first differing pick {first}")
+        print(f"    {label}: identical prefix {first}/{len(same)} picks, set overlap {overlap:.3f}, "
+              f"objective rel diff {rel:.1e}", flush=True)
+        peak = peak_gbs if unit == "GB/s" else peak_tflops
+        row(f"select {label}", f"n={data.shape[0]} d={d} k={kk}", "float32", t_dev * 1e3, t_host * 1e3,
+            work, unit, peak)
+
+
 def main() -> int:
     if not DRY and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or use --dry-run", file=sys.stderr)
@@ -179,10 +239,14 @@ def main() -> int:
     jl_cases(peak_tflops)
     factored_cases(peak_gbs)
     multi_tensor_cases(peak_gbs)
+    selection_cases(peak_tflops, peak_gbs)
     lines = [
         f"card: {card}; torch {torch.__version__}; triton {triton.__version__}; "
         f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"measured peaks: {peak_tflops:.0f} TFLOP/s bf16 matmul, {peak_gbs:.0f} GB/s device copy",
+        "",
+        "selection rows: 'triton ms' is the torch twin on the device, 'torch ms' the Rust core on the host CPU "
+        f"({os.cpu_count()} cores), one call each; TFLOP/s rows are fp32 work against the bf16 peak",
         "",
         "| kernel | shape | dtype | triton ms | torch ms | speed-up | achieved | of peak |",
         "|---|---|---|---|---|---|---|---|",

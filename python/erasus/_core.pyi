@@ -11,6 +11,7 @@ __all__ = [
     "kcenter",
     "herding",
     "kmeans",
+    "seeding_draws",
     "facility_location",
     "submodular",
     "knn_graph",
@@ -30,6 +31,7 @@ def herding(
 def kmeans(
     x: npt.NDArray[np.float32], k: int, *, seed: int = 0, max_iter: int = 100, tol: float = 1e-4
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64], float]: ...
+def seeding_draws(seed: int, n: int, count: int) -> tuple[int, npt.NDArray[np.float64]]: ...
 def facility_location(
     x: npt.NDArray[np.float32],
     k: int,

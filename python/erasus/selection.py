@@ -10,7 +10,7 @@ import numpy as np
 from .errors import ErasusTypeError, InvalidInputError
 from .registry import get_selector
 
-__all__ = ["Selection", "as_features", "resolve_k", "select"]
+__all__ = ["Selection", "as_features", "check_shape", "resolve_k", "select"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,13 +95,18 @@ def as_features(x: Any, *, name: str = "features") -> np.ndarray:
             raise ErasusTypeError(f"{name} must be array-like (numpy array or torch tensor), got {type(x).__name__}") from exc
     if x.dtype.kind not in "fiub":
         raise ErasusTypeError(f"{name} must be numeric, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise InvalidInputError(f"{name} must be 2-D (n_samples, n_features), got shape {x.shape}")
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise InvalidInputError(f"{name} are empty: shape {x.shape}; expected at least one row and one column")
+    check_shape(tuple(x.shape), name=name)
     if x.dtype == np.float32 and x.flags.c_contiguous:
         return x
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def check_shape(shape: tuple[int, ...], *, name: str = "features") -> None:
+    """The shape check every feature path shares (numpy, memmap, torch on any device): 2-D and non-empty."""
+    if len(shape) != 2:
+        raise InvalidInputError(f"{name} must be 2-D (n_samples, n_features), got shape {shape}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise InvalidInputError(f"{name} are empty: shape {shape}; expected at least one row and one column")
 
 
 def resolve_k(n: int, k: int | None = None, *, ratio: float | None = None) -> int:

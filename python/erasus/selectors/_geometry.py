@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import ErasusTypeError, InvalidInputError
 from ..selection import Selection
 
-__all__ = ["rust_seed", "row_indices", "to_selection"]
+__all__ = ["TorchTwin", "rust_seed", "row_indices", "to_selection"]
 
 
 def rust_seed(seed: int) -> int:
@@ -39,3 +39,15 @@ def to_selection(result: tuple[np.ndarray, np.ndarray, np.ndarray, float], *, me
     """A :class:`Selection` from the ``(indices, weights, gains, objective)`` tuple of an ``erasus._core`` call."""
     indices, weights, gains, objective = result
     return Selection(indices, weights, gains if gains.size else None, objective, metadata=metadata)
+
+
+class TorchTwin:
+    """Mixin of the selectors with a torch twin (:mod:`erasus.selectors._torch`): the ``backend`` and
+    ``block_rows`` options and the dispatch that :meth:`Selector.select` asks for."""
+
+    options: dict[str, Any]
+
+    def _torch_path(self, features: Any) -> bool:
+        from ._torch import use_torch
+
+        return use_torch(features, backend=self.options["backend"], block_rows=self.options["block_rows"])

@@ -32,6 +32,15 @@ def features_from_model(model: Any, data: Any, *, kind: FeatureKind, seed: int =
     raise InvalidInputError(f"feature kind must be 'gradients' or 'embeddings', got {kind!r}")
 
 
+def _checked_labels(labels: Any, n: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
+    if labels.shape != (n,):
+        raise InvalidInputError(f"labels must have shape ({n},), got {labels.shape}")
+    return labels
+
+
 class Selector(abc.ABC):
     """Base class of every coreset selector."""
 
@@ -66,16 +75,27 @@ class Selector(abc.ABC):
             features = features_from_model(
                 model, data, kind=feature_kind or self.default_features, seed=self.seed, **(feature_options or {})
             )
-        x = as_features(features)
-        k = resolve_k(x.shape[0], k, ratio=ratio)
-        if labels is not None:
-            labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
-            if labels.shape != (x.shape[0],):
-                raise InvalidInputError(f"labels must have shape ({x.shape[0]},), got {labels.shape}")
-        sel = self._select(x, k, labels=labels)
+        if self._torch_path(features):
+            from ._torch import as_rows
+
+            rows = as_rows(features, block_rows=self.options.get("block_rows"))
+            k = resolve_k(rows.n, k, ratio=ratio)
+            sel = self._select_torch(rows, k, labels=_checked_labels(labels, rows.n))
+        else:
+            x = as_features(features)
+            k = resolve_k(x.shape[0], k, ratio=ratio)
+            sel = self._select(x, k, labels=_checked_labels(labels, x.shape[0]))
         if not sel.method:
             sel = Selection(sel.indices, sel.weights, sel.gains, sel.objective, self.registry_name, sel.metadata)
         return sel
+
+    def _torch_path(self, features: Any) -> bool:
+        """Whether ``features`` go through :meth:`_select_torch` (selectors with a torch twin decide by ``backend``)."""
+        return False
+
+    def _select_torch(self, rows: Any, k: int, *, labels: np.ndarray | None) -> Selection:
+        """Select ``k`` rows of a validated :class:`~erasus.selectors._torch.Rows` source (torch twin)."""
+        raise NotImplementedError(f"{type(self).__name__} has no torch path")
 
     @abc.abstractmethod
     def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:

@@ -73,6 +73,19 @@ multiversion! {
     fn assign_chunk(rows: &[f32], d: usize, centroids: &[f32], labels: &mut [u32]) -> f64 => assign_impl
 }
 
+/// The seeded random stream shared by k-means++ seeding and k-center's random start: the first row
+/// `random_range(0..n)` of `ChaCha8Rng::seed_from_u64(seed)`, then `count` uniforms in `[0, 1)`, in
+/// the order [`kmeans`] draws them (one per seed after the first). Exposed so that the torch twin of
+/// the selectors (`erasus.selectors._torch`) reproduces the Rust picks.
+pub fn seeding_draws(seed: u64, n: usize, count: usize) -> Result<(usize, Vec<f64>)> {
+    if n == 0 {
+        return Err(CoreError::InvalidArgument("seeding_draws needs n >= 1 rows, got 0".into()));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let first = rng.random_range(0..n);
+    Ok((first, (0..count).map(|_| rng.random::<f64>()).collect()))
+}
+
 /// k-means++ seeds (row indices).
 fn seed_rows(x: &MatrixView<'_>, k: usize, seed: u64, isa: Isa) -> Vec<usize> {
     let (n, d) = (x.n(), x.d());
@@ -264,6 +277,26 @@ mod tests {
                     .fold(f64::INFINITY, f64::min)
             })
             .sum()
+    }
+
+    #[test]
+    fn seeding_draws_reproduce_the_seeds() {
+        let (n, d, k) = (300, 3, 6);
+        let data = blobs(n, d, 9);
+        let x = MatrixView::new(&data, n, d).unwrap();
+        let seeds = seed_rows(&x, k, 42, Isa::detect());
+        let (first, u) = seeding_draws(42, n, k - 1).unwrap();
+        assert_eq!(first, seeds[0]);
+        let mut min_dist = vec![f32::INFINITY; n];
+        for (t, &s) in seeds[..k - 1].iter().enumerate() {
+            for (i, m) in min_dist.iter_mut().enumerate() {
+                *m = m.min(sq_euclidean(x.row(i), x.row(s)));
+            }
+            let chunk_sums: Vec<f64> = min_dist.chunks(CHUNK_ROWS).map(|c| c.iter().map(|&v| v as f64).sum()).collect();
+            let total: f64 = chunk_sums.iter().sum();
+            assert_eq!(sample_proportional(&min_dist, &chunk_sums, u[t] * total), seeds[t + 1]);
+        }
+        assert!(seeding_draws(1, 0, 3).is_err());
     }
 
     #[test]

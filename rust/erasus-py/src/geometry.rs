@@ -9,9 +9,9 @@ use crate::errors::PyCoreError;
 use crate::pool;
 use erasus_core::herding::herding as core_herding;
 use erasus_core::kcenter::{kcenter as core_kcenter, KCenterOptions, Metric};
-use erasus_core::kmeans::{kmeans as core_kmeans, KMeansOptions};
+use erasus_core::kmeans::{kmeans as core_kmeans, seeding_draws as core_seeding_draws, KMeansOptions};
 use erasus_core::{CoreError, MatrixView};
-use numpy::{PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 /// Greedy k-center (Sener & Savarese 2018) with exact triangle-inequality pruning.
@@ -86,4 +86,12 @@ pub fn kmeans<'py>(
         )
     })?;
     Ok(to_python(py, sel))
+}
+
+/// The seeded random stream of k-means++ and of k-center's random start: `(first row, uniforms)`.
+#[pyfunction]
+#[pyo3(signature = (seed, n, count))]
+pub fn seeding_draws(py: Python<'_>, seed: u64, n: usize, count: usize) -> PyResult<(usize, Bound<'_, PyArray1<f64>>)> {
+    let (first, u) = core_seeding_draws(seed, n, count).map_err(PyCoreError)?;
+    Ok((first, u.into_pyarray(py)))
 }

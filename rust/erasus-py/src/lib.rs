@@ -20,6 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(geometry::kcenter, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::herding, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::kmeans, m)?)?;
+    m.add_function(wrap_pyfunction!(geometry::seeding_draws, m)?)?;
     m.add_function(wrap_pyfunction!(submodular::facility_location, m)?)?;
     m.add_function(wrap_pyfunction!(submodular::submodular, m)?)?;
     m.add_function(wrap_pyfunction!(submodular::knn_graph, m)?)?;

@@ -1,0 +1,230 @@
+"""The torch twin of the geometric selectors (CUDA tensors, ``backend="torch"``, streamed ``np.memmap``) against
+the Rust core and brute force, on CPU through the same torch code path that a CUDA tensor takes."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+import erasus
+from erasus import _core
+from erasus.errors import InvalidInputError, MemoryBudgetError, NonFiniteError
+from erasus.selectors import _ann, _torch
+
+
+def mixture(n, d, seed, clusters=6, spread=6.0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0.0, spread, (clusters, d))
+    return (centers[rng.integers(0, clusters, n)] + rng.normal(0.0, 1.0, (n, d))).astype(np.float32)
+
+
+def same_selection(a, b, *, rtol=1e-5):
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    if a.gains is None:
+        assert b.gains is None
+    else:
+        np.testing.assert_allclose(a.gains, b.gains, rtol=rtol, atol=1e-6)
+    assert a.objective == pytest.approx(b.objective, rel=rtol, abs=1e-6)
+
+
+def brute_kcenter(x, k, first):
+    """Textbook farthest-point greedy in float64."""
+    x = x.astype(np.float64)
+    picks = [first]
+    dist = np.linalg.norm(x - x[first], axis=1)
+    for _ in range(k - 1):
+        dist[picks] = -1.0
+        picks.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.linalg.norm(x - x[picks[-1]], axis=1))
+    return picks
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("initial", [None, [3, 17, 3]])
+def test_kcenter_torch_matches_rust(metric, initial):
+    x = mixture(400, 6, seed=1)
+    rust = erasus.select(x, 25, method="kcenter", seed=5, metric=metric, initial=initial, backend="rust")
+    twin = erasus.select(torch.from_numpy(x), 25, method="kcenter", seed=5, metric=metric, initial=initial,
+                         backend="torch")
+    same_selection(rust, twin)
+    assert twin.metadata["backend"] == "torch"
+
+
+def test_kcenter_torch_matches_float64_brute_force():
+    x = mixture(300, 4, seed=2)
+    sel = erasus.select(torch.from_numpy(x), 15, method="kcenter", seed=9, backend="torch")
+    assert sel.indices.tolist() == brute_kcenter(x, 15, int(sel.indices[0]))
+    assert sel.indices[0] == _core.seeding_draws(9, 300, 0)[0]
+
+
+def test_herding_torch_matches_rust_and_moment_error():
+    x = mixture(500, 7, seed=3)
+    rust = erasus.select(x, 40, method="herding", backend="rust")
+    twin = erasus.select(torch.from_numpy(x), 40, method="herding", backend="torch")
+    same_selection(rust, twin)
+    x64 = x.astype(np.float64)
+    err = np.linalg.norm(x64[twin.indices].mean(axis=0) - x64.mean(axis=0))
+    assert twin.objective == pytest.approx(err, rel=1e-9)
+
+
+def test_kmeans_torch_matches_rust():
+    x = mixture(600, 5, seed=4, clusters=8, spread=10.0)
+    for max_iter in (0, 100):
+        rust = erasus.select(x, 8, method="kmeans", seed=11, max_iter=max_iter, backend="rust")
+        twin = erasus.select(torch.from_numpy(x), 8, method="kmeans", seed=11, max_iter=max_iter, backend="torch")
+        same_selection(rust, twin)
+        assert twin.weights.sum() == 600
+
+
+def test_kmeans_seeding_draws_follow_the_rust_stream():
+    # max_iter = 0 returns the k-means++ seeds themselves (each seed is the nearest untaken row of its centroid)
+    x = mixture(800, 3, seed=5, clusters=12)
+    for seed in (0, 1, 2**40 + 3):
+        rust = _core.kmeans(x, 12, seed=seed, max_iter=0)
+        twin = _torch.kmeans(_torch.as_rows(torch.from_numpy(x)), 12, seed=seed, max_iter=0)
+        np.testing.assert_array_equal(rust[0], twin[0])
+
+
+@pytest.mark.parametrize("similarity", ["craig", "cosine", "rbf"])
+def test_dense_facility_location_torch_matches_rust(similarity):
+    x = mixture(250, 5, seed=6)
+    rust = erasus.select(x, 30, method="facility_location", similarity=similarity, backend="rust")
+    twin = erasus.select(torch.from_numpy(x), 30, method="facility_location", similarity=similarity,
+                         backend="torch")
+    same_selection(rust, twin)
+    assert twin.weights.sum() == 250
+
+
+@pytest.mark.parametrize("similarity", ["craig", "cosine", "rbf"])
+def test_knn_facility_location_torch_matches_rust(similarity):
+    x = mixture(700, 6, seed=7)
+    rust = erasus.select(x, 40, method="facility_location", similarity=similarity, neighbors=15, backend="rust")
+    twin = erasus.select(torch.from_numpy(x), 40, method="facility_location", similarity=similarity,
+                         neighbors=15, backend="torch")
+    same_selection(rust, twin)
+    assert twin.metadata["graph"] == "exact"
+
+
+def test_per_class_facility_location_torch_matches_rust():
+    x = mixture(300, 4, seed=8)
+    labels = np.arange(300) % 3
+    rust = erasus.select(x, 12, method="craig", labels=labels, backend="rust")
+    twin = erasus.select(torch.from_numpy(x), 12, method="craig", labels=labels, backend="torch")
+    same_selection(rust, twin)
+
+
+def test_knn_graph_torch_matches_brute_force():
+    x = mixture(500, 4, seed=9)
+    ids, dist = _torch.knn_graph(torch.from_numpy(x), 8)
+    d64 = np.linalg.norm(x[:, None, :].astype(np.float64) - x[None, :, :], axis=2)
+    want = np.argsort(d64, axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(np.sort(ids.numpy(), axis=1), np.sort(want, axis=1))
+    np.testing.assert_allclose(dist.numpy(), np.take_along_axis(d64, want, axis=1), atol=2e-3)
+    assert (ids[:, 0].numpy() == np.arange(500)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_memmap_streams_in_blocks_like_the_in_memory_result(tmp_path, dtype):
+    x = mixture(1500, 6, seed=10)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=dtype, shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for method, opts in (("kcenter", {"seed": 3}), ("herding", {}), ("kmeans", {"seed": 3})):
+        in_memory = erasus.select(x.astype(dtype).astype(np.float32), 20, method=method, backend="rust", **opts)
+        streamed = erasus.select(mm, 20, method=method, block_rows=97, **opts)
+        same_selection(in_memory, streamed)
+        assert streamed.metadata["backend"] == "torch"
+
+
+def test_streamed_blocks_never_hold_the_whole_matrix(tmp_path):
+    x = mixture(1000, 4, seed=11)
+    seen = []
+    rows = _torch.as_rows(x, block_rows=64)
+    original = rows.block
+
+    def spy(start, stop):
+        seen.append(stop - start)
+        return original(start, stop)
+
+    rows.block = spy
+    _torch.herding(rows, 5)
+    assert max(seen) == 64
+
+
+needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
+                                 reason="faiss-cpu (the 'select' extra, installed by make test) is not installed")
+
+
+@needs_faiss
+def test_hnsw_graph_recall_against_brute_force():
+    x = mixture(3000, 8, seed=12)
+    ids, dist = _ann.hnsw_knn_graph(x, 10, threads=1)
+    d2 = ((x[:200, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(axis=2)
+    exact = np.argsort(d2, axis=1, kind="stable")[:, :10]
+    want = np.mean([np.intersect1d(ids[i], exact[i]).size / 10 for i in range(200)])
+    assert want >= 0.9
+    assert (ids == np.arange(3000)[:, None]).any(axis=1).all()
+    got = _ann.knn_recall(x, ids, sample=3000, threads=1)
+    full = np.mean([np.intersect1d(ids[i], e).size / 10
+                    for i, e in enumerate(np.argsort(((x[:, None, :].astype(np.float64) - x[None]) ** 2).sum(2),
+                                                     axis=1, kind="stable")[:, :10])])
+    assert got == pytest.approx(full, abs=2e-3)
+
+
+@needs_faiss
+def test_hnsw_with_a_wide_beam_gives_the_exact_graph_picks():
+    x = mixture(1200, 5, seed=13, spread=1.0)  # one connected blob: HNSW with a wide beam finds every neighbour
+    exact = erasus.select(x, 30, method="facility_location", neighbors=10, graph="exact")
+    approx = erasus.select(x, 30, method="facility_location", neighbors=10, graph="hnsw", ef_search=400)
+    assert approx.metadata["graph"] == "hnsw"
+    assert approx.metadata["knn_recall"] == 1.0
+    same_selection(exact, approx)
+
+
+@needs_faiss
+def test_auto_graph_switches_at_the_threshold():
+    x = mixture(900, 5, seed=14)
+    below = erasus.select(x, 10, method="facility_location", neighbors=8, graph_threshold=901)
+    above = erasus.select(x, 10, method="facility_location", neighbors=8, graph_threshold=900)
+    assert below.metadata["graph"] == "exact" and "knn_recall" not in below.metadata
+    assert above.metadata["graph"] == "hnsw" and 0.9 <= above.metadata["knn_recall"] <= 1.0
+    # one objective (exact kNN f) for both sets of picks: the approximate graph loses almost nothing
+    assert above.objective == pytest.approx(below.objective, rel=0.01)
+
+
+def test_bad_input_is_refused_before_any_work():
+    x = torch.from_numpy(mixture(50, 3, seed=15))
+    bad = x.clone()
+    bad[7, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match="row 7"):
+        erasus.select(bad, 5, method="kcenter", backend="torch")
+    with pytest.raises(InvalidInputError, match="block_rows"):
+        erasus.select(x, 5, method="herding", block_rows=0)
+    with pytest.raises(InvalidInputError, match="backend"):
+        erasus.select(x, 5, method="kmeans", backend="cuda")
+    with pytest.raises(InvalidInputError, match="exact greedy"):
+        erasus.select(x, 5, method="facility_location", optimizer="stochastic", backend="torch")
+    with pytest.raises(InvalidInputError, match="neighbors"):
+        erasus.get_selector("facility_location", graph="hnsw")
+    with pytest.raises(InvalidInputError, match="graph='exact'"):
+        erasus.select(x, 5, method="facility_location", neighbors=4, graph="hnsw", backend="torch")
+    with pytest.raises(MemoryBudgetError, match="10000 bytes"):
+        erasus.select(x, 5, method="facility_location", max_dense_bytes=9999, backend="torch")
+    with pytest.raises(InvalidInputError, match="exceeds"):
+        erasus.select(x, 51, method="kcenter", backend="torch")
+    with pytest.raises(InvalidInputError, match="2-D"):
+        erasus.select(x[0], 1, method="kcenter", backend="torch")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method,opts", [("kcenter", {}), ("herding", {}), ("kmeans", {}),
+                                         ("facility_location", {}), ("facility_location", {"neighbors": 10})])
+def test_cuda_tensor_is_selected_on_the_device(method, opts):
+    x = mixture(2000, 16, seed=16)
+    rust = erasus.select(x, 30, method=method, backend="rust", **opts)
+    cuda = erasus.select(torch.from_numpy(x).cuda(), 30, method=method, **opts)
+    assert cuda.metadata["backend"] == "torch"
+    same_selection(rust, cuda, rtol=1e-4)
