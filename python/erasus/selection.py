@@ -133,5 +133,9 @@ def select(x: Any, k: int | None = None, method: str = "kcenter", *, seed: int =
 
     ``options`` go to the selector's constructor (e.g. ``metric="cosine"`` for k-center,
     ``neighbors=50`` for sparse facility location). Deterministic for a given ``seed``.
+
+    k-center, herding, k-means and facility location / CRAIG select a CUDA tensor on its device (torch ops, no
+    copy to the host) and stream an ``np.memmap`` in row blocks (``block_rows=``, automatic above half the RAM);
+    ``backend="rust"`` / ``"torch"`` forces either path. Other selectors take their features on the host.
     """
     return get_selector(method, seed=seed, **options).select(k, features=x, ratio=ratio, labels=labels)

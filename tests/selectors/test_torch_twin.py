@@ -167,7 +167,7 @@ def test_hnsw_graph_recall_against_brute_force():
     want = np.mean([np.intersect1d(ids[i], exact[i]).size / 10 for i in range(200)])
     assert want >= 0.9
     assert (ids == np.arange(3000)[:, None]).any(axis=1).all()
-    got = _ann.knn_recall(x, ids, sample=3000, threads=1)
+    got = _ann.knn_recall(x, ids, sample=3000)
     full = np.mean([np.intersect1d(ids[i], e).size / 10
                     for i, e in enumerate(np.argsort(((x[:, None, :].astype(np.float64) - x[None]) ** 2).sum(2),
                                                      axis=1, kind="stable")[:, :10])])

@@ -17,6 +17,7 @@ candidates change. It picks exactly what the naive greedy (and so Minoux' lazy g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -405,7 +406,8 @@ def kmeans(rows: Rows, k: int, *, seed: int = 0, max_iter: int = 100, tol: float
 # --------------------------------------------------------------------------------------------- facility location
 
 
-def _similarity_name(similarity: str, gamma: float | None, d: int) -> float:
+def _gamma(similarity: str, gamma: float | None, d: int) -> float:
+    """Checks ``similarity`` and returns the rbf gamma (default ``1/d``; unused by the other similarities)."""
     if similarity not in SIMILARITIES:
         raise InvalidInputError(f"unknown similarity {similarity!r}; expected one of {SIMILARITIES}")
     return 1.0 / d if gamma is None else float(gamma)
@@ -442,7 +444,7 @@ def dense_kernel(x: Any, similarity: str, gamma: float | None, max_dense_bytes: 
         raise MemoryBudgetError(
             f"the dense {n} x {n} float32 similarity matrix needs {needed} bytes, above max_dense_bytes = "
             f"{max_dense_bytes}; use the sparse mode with neighbors=K (e.g. neighbors=50), or raise max_dense_bytes")
-    g = _similarity_name(similarity, gamma, d)
+    g = _gamma(similarity, gamma, d)
     sq = _sq_norms(x)
     kernel = torch.empty((n, n), dtype=torch.float32, device=x.device)
     step = max(1, _BLOCK_ELEMENTS // n)
@@ -467,12 +469,6 @@ def dense_kernel(x: Any, similarity: str, gamma: float | None, max_dense_bytes: 
     return kernel
 
 
-def _pick(gains: Any) -> int:
-    import torch
-
-    return int(torch.argmax(gains))
-
-
 def facility_dense(rows: Rows, k: int, *, similarity: str = "craig", gamma: float | None = None,
                    max_dense_bytes: int = 4 << 30) -> CoreResult:
     """Dense facility location ``f(S) = sum_i max(0, max_{j in S} s_ij)`` (Mirzasoleiman, Bilmes & Leskovec,
@@ -491,7 +487,7 @@ def facility_dense(rows: Rows, k: int, *, similarity: str = "craig", gamma: floa
     picked: list[float] = []
     bar = _progress(k, float(k) * n * 8, "facility location")
     for _ in range(k):
-        j = _pick(gains)
+        j = int(torch.argmax(gains))
         column = kernel[:, j]
         picked.append(float((column - cur).clamp(min=0.0).sum(dtype=torch.float64)))
         order.append(j)
@@ -551,6 +547,24 @@ def edge_similarities(dist: Any, ids: Any, similarity: str, gamma: float, zero: 
     return sims, 1.0
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: Any) -> Iterator[None]:
+    """Runs the block on one intra-op thread when ``device`` is the CPU: the greedy's per-step ops touch ~K^2
+    elements, and waking a second thread for each costs more than it saves (10x slower measured on a shared
+    2-core machine)."""
+    import torch
+
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def greedy_on_graph(ids: Any, sims: Any, k: int, *, valid: Any | None = None) -> tuple[list[int], list[float]]:
     """Exact greedy for ``f(S) = sum_i max(0, max_{j in S cap N(i)} s_ij)`` on a kNN graph (row ``i`` of ``ids``
     lists the candidates that can cover point ``i``), gains kept up to date; ``valid`` masks padding edges."""
@@ -575,7 +589,7 @@ def greedy_on_graph(ids: Any, sims: Any, k: int, *, valid: Any | None = None) ->
     picked: list[float] = []
     bar = _progress(k, float(k) * width * width * 64, "facility location (kNN)")
     for _ in range(k):
-        j = _pick(gains)
+        j = int(torch.argmax(gains))
         a, b = int(offsets_host[j]), int(offsets_host[j + 1])
         pts, s = rev_points[a:b], rev_sims[a:b]
         old = cur[pts]
@@ -626,7 +640,7 @@ def facility_knn(rows: Rows, k: int, *, neighbors: int, similarity: str = "craig
     import torch
 
     x = rows.whole().to(rows.device)
-    g = _similarity_name(similarity, gamma, rows.d)
+    g = _gamma(similarity, gamma, rows.d)
     zero = None
     if similarity == "cosine":
         xg, zero = _unit_rows(x)
@@ -646,7 +660,8 @@ def facility_knn(rows: Rows, k: int, *, neighbors: int, similarity: str = "craig
         else:
             valid = None
     sims, _ = edge_similarities(dist, ids, similarity, g, zero)
-    order, picked = greedy_on_graph(ids, sims, k, valid=valid)
+    with _one_cpu_thread(ids.device):
+        order, picked = greedy_on_graph(ids, sims, k, valid=valid)
     weights = nearest_pick_weights(x, order, unit=similarity == "cosine").cpu().numpy()
     return np.asarray(order, dtype=np.int64), weights, np.asarray(picked, dtype=np.float64), float(sum(picked))
 

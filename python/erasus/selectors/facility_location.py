@@ -124,15 +124,15 @@ class FacilityLocationSelector(TorchTwin, Selector):
             and scores candidates on the all-pairs objective.
         per_class: with ``labels=``, select within each class with ``k`` split proportionally.
         graph: kNN graph of the sparse mode: ``"exact"`` (blocked GEMM tiles), ``"hnsw"`` (approximate, faiss
-            HNSW32; ``pip install 'erasus-unlearn[select]'``), or ``"auto"``: exact below ``graph_threshold``
+            HNSW32, ``efConstruction`` 64; ``pip install 'erasus-unlearn[select]'``), or ``"auto"``: exact below ``graph_threshold``
             rows, HNSW from there on (CPU data). With HNSW the neighbour recall, measured against brute force on
             1000 seeded rows, is reported as ``metadata["knn_recall"]``; the greedy then runs on the approximate
             graph (exact greedy, torch ops) and the weights are still computed over all pairs.
         graph_threshold: the ``n`` from which ``graph="auto"`` builds the HNSW graph (default 200 000).
-        ef_search: HNSW search beam (default ``2 * neighbors``; wider = higher recall, slower).
-        backend: ``"auto"`` (the Rust core; a CUDA tensor is selected on its device with torch ops), ``"rust"`` or
-            ``"torch"`` (the torch twin, exact greedy: the picks of ``optimizer="naive"``/``"lazy"`` up to float
-            ties; no ``"stochastic"`` optimizer and no ``partitions``).
+        ef_search: HNSW search beam (default ``1.6 * neighbors``; wider = higher recall, slower).
+        backend: ``"auto"`` (the Rust core; a CUDA tensor is selected on its device with torch ops unless the
+            stochastic optimizer or ``partitions`` ask for the Rust core), ``"rust"`` or ``"torch"`` (the torch
+            twin, exact greedy: the picks of ``optimizer="naive"``/``"lazy"`` up to float ties).
     """
 
     per_class_default: ClassVar[bool] = False
@@ -171,7 +171,7 @@ class FacilityLocationSelector(TorchTwin, Selector):
         super().__init__(seed=seed, similarity=similarity, gamma=gamma, neighbors=neighbors, optimizer=optimizer,
                          epsilon=epsilon, max_dense_bytes=max_dense_bytes, partitions=partitions,
                          shuffle_partitions=shuffle_partitions, per_class=per_class, graph=graph,
-                         graph_threshold=graph_threshold, ef_search=ef_search, backend=backend, block_rows=None)
+                         graph_threshold=graph_threshold, ef_search=ef_search, backend=backend)
         self._graphs: list[dict[str, Any]] = []
 
     def _approximate(self, n: int) -> bool:
@@ -201,7 +201,7 @@ class FacilityLocationSelector(TorchTwin, Selector):
             norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
             xg = np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0)[:, None], dtype=np.float32)
         ids, dist = _ann.hnsw_knn_graph(xg, kn, ef_search=o["ef_search"], threads=threads)
-        recall = _ann.knn_recall(xg, ids, sample=RECALL_SAMPLE, seed=self.seed, threads=threads)
+        recall = _ann.knn_recall(xg, ids, sample=RECALL_SAMPLE, seed=self.seed)
         self._graphs.append({"graph": "hnsw", "n": n, "neighbors": kn, "knn_recall": recall,
                              "recall_sample": min(RECALL_SAMPLE, n)})
         rows = _torch.Rows(x, n, x.shape[1], n, _torch.cpu_device())
@@ -225,7 +225,7 @@ class FacilityLocationSelector(TorchTwin, Selector):
 
     def _selection(self, run: Callable[[Any, int], CoreResult], x: Any, k: int, labels: np.ndarray | None,
                    extra: dict[str, Any]) -> Selection:
-        meta: dict[str, Any] = {key: v for key, v in self.options.items() if key != "block_rows"}
+        meta: dict[str, Any] = dict(self.options)
         self._graphs = []
         try:
             if labels is not None and self.options["per_class"]:
@@ -248,9 +248,11 @@ class FacilityLocationSelector(TorchTwin, Selector):
     def _torch_path(self, features: Any) -> bool:
         from ._torch import is_cuda_tensor
 
-        # no streaming here: the dense kernel and the kNN graph hold n x n or n x K anyway
-        backend = self.options["backend"]
-        return backend == "torch" or (backend == "auto" and is_cuda_tensor(features))
+        # No streaming here: the dense kernel and the kNN graph hold n x n or n x K anyway. A CUDA tensor with the
+        # stochastic optimizer or GreeDi partitions goes to the Rust core, which has them.
+        o = self.options
+        exact_greedy = o["optimizer"] != "stochastic" and o["partitions"] == 1
+        return o["backend"] == "torch" or (o["backend"] == "auto" and exact_greedy and is_cuda_tensor(features))
 
     def _run_torch(self, x: Any, k: int) -> CoreResult:
         from . import _torch
@@ -269,9 +271,6 @@ class FacilityLocationSelector(TorchTwin, Selector):
                                    gamma=o["gamma"])
 
     def _select_torch(self, rows: Any, k: int, *, labels: np.ndarray | None) -> Selection:
-        if self.options["optimizer"] == "stochastic" or self.options["partitions"] > 1:
-            raise InvalidInputError("the torch path (CUDA tensors, backend='torch') runs the exact greedy on one "
-                                    "partition; use optimizer='lazy' or 'naive' and partitions=1")
         return self._selection(self._run_torch, rows.whole(), k, labels, {"backend": "torch"})
 
 

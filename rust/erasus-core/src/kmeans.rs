@@ -79,7 +79,9 @@ multiversion! {
 /// the selectors (`erasus.selectors._torch`) reproduces the Rust picks.
 pub fn seeding_draws(seed: u64, n: usize, count: usize) -> Result<(usize, Vec<f64>)> {
     if n == 0 {
-        return Err(CoreError::InvalidArgument("seeding_draws needs n >= 1 rows, got 0".into()));
+        return Err(CoreError::InvalidArgument(
+            "seeding_draws needs n >= 1 rows, got 0".into(),
+        ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = rng.random_range(0..n);
@@ -292,7 +294,10 @@ mod tests {
             for (i, m) in min_dist.iter_mut().enumerate() {
                 *m = m.min(sq_euclidean(x.row(i), x.row(s)));
             }
-            let chunk_sums: Vec<f64> = min_dist.chunks(CHUNK_ROWS).map(|c| c.iter().map(|&v| v as f64).sum()).collect();
+            let chunk_sums: Vec<f64> = min_dist
+                .chunks(CHUNK_ROWS)
+                .map(|c| c.iter().map(|&v| v as f64).sum())
+                .collect();
             let total: f64 = chunk_sums.iter().sum();
             assert_eq!(sample_proportional(&min_dist, &chunk_sums, u[t] * total), seeds[t + 1]);
         }
