@@ -59,6 +59,7 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=10_000)
     ap.add_argument("--subsample", type=int, default=100_000)
     ap.add_argument("--skip-full", action="store_true", help="only the subsample comparison")
+    ap.add_argument("--skip-subsample", action="store_true", help="only the full-size run")
     args = ap.parse_args()
 
     import erasus
@@ -75,6 +76,8 @@ def main() -> int:
               f"(graph={sel.metadata['graph']}, reported recall {sel.metadata.get('knn_recall')}, "
               f"kNN objective {sel.objective:.1f}); {load()}", flush=True)
 
+    if args.skip_subsample:
+        return 0
     rng = np.random.default_rng(1)
     sub = np.ascontiguousarray(x[np.sort(rng.choice(args.n, size=args.subsample, replace=False))])
     k_sub = max(1, args.k * args.subsample // args.n)
