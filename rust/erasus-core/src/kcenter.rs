@@ -7,16 +7,36 @@
 //! counted in `k` and not returned. Without `initial`, one point drawn with a ChaCha8 RNG seeded by
 //! `seed` starts the greedy and *is* the first of the `k` returned picks.
 //!
-//! Memory beyond the caller's matrix: 8 bytes per sample (nearest-center distance f32 + nearest-center
-//! position u32), plus 4 bytes per sample for the row norms under the cosine metric, plus O(k).
+//! Two phases, both exact (the output is bit-identical to [`kcenter_naive`], ties included: every
+//! point's nearest-center distance is the same computed f32 value, and the arg-max prefers the
+//! smaller row, as the textbook loop does):
 //!
-//! Pruning (exact, Elkan-style): every point keeps its nearest center `a_i` and `d(x_i, a_i)`. For a
-//! metric, `d(x_i, c) >= d(c, a_i) - d(x_i, a_i)`, so a new center `c` can only move `x_i` when
-//! `d(c, a_i) < 2 d(x_i, a_i)`. The center-to-center distances are computed once per step (O(k d)),
-//! and the test is widened by a bound on the f32 rounding error, so a skipped point is one whose
-//! *computed* distance could not have won either: the output is bit-identical to [`kcenter_naive`].
+//! 1. **Flat** (while pruning skips less than half the points, e.g. all along on isotropic data): one
+//!    fused pass per step over X in row order (distance, min, arg-max; explicit SIMD kernels of
+//!    [`crate::distance`]), parallel over fixed row chunks. Each point keeps its nearest center `a_i`
+//!    and `d(x_i, a_i)`; for a metric `d(x_i, c) >= d(c, a_i) - d(x_i, a_i)`, so a new center `c`
+//!    can only move `x_i` when `d(c, a_i) < 2 d(x_i, a_i)` (Elkan-style), tested on the center-to-center
+//!    distances (`O(k d)` per step) widened by a bound on the f32 rounding error.
+//! 2. **Grouped** (from the step where that test skips at least half the points): the points are
+//!    kept in groups by nearest center, each group's rows and distances stored together, with an
+//!    upper bound `r_j` on its radius. A new center `c` skips a whole group without touching its
+//!    points when `d(c, a_j) >= 2 r_j`; most groups are skipped without even computing `d(c, a_j)`,
+//!    from `d(c, a_j) >= d(c, p_j) - d(a_j, p_j)` with `p_j` the nearest of the first `sqrt(k)` centers
+//!    (the pivots, whose distances to `c` are computed once per step). The farthest point of each
+//!    group sits in a max-tournament over the groups, so the arg-max costs `O(log k)` per changed
+//!    group instead of a pass over all points. The tests run in f64 on proven bounds of the computed
+//!    distances (`Bounds`), so a skipped group is one in which no computed distance could have won.
+//!
+//! This follows the pruning idea of Elkan ("Using the Triangle Inequality to Accelerate k-Means",
+//! ICML 2003) applied to Gonzalez' greedy; it is erasus' own code, there is no reference
+//! implementation of this variant to follow.
+//!
+//! Memory beyond the caller's matrix: 8 bytes per sample (nearest-center distance f32 + row id or
+//! center id u32), plus 4 bytes per sample for the row norms under the cosine metric, plus O(k).
 //! Cosine distance `1 - cos` is not a metric, but `sqrt(1 - cos)` is (half the chord length between
-//! the unit vectors), which gives the test `s(c, a_i) < 4 s(x_i, a_i)` on cosine distances.
+//! the unit vectors; a zero row, at distance 1 from everything, keeps the triangle inequality), which
+//! gives the flat test `s(c, a_i) < 4 s(x_i, a_i)` on cosine distances and the grouped tests on
+//! `sqrt` of them.
 
 use crate::distance::{
     argmax_pair, cosine_distance, multiversion, sq_euclidean, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
@@ -184,7 +204,7 @@ impl Pruning {
     }
 }
 
-/// Everything one greedy step reads, shared by the chunks.
+/// Everything one flat greedy step reads, shared by the chunks.
 struct Step<'a> {
     data: &'a [f32],
     d: usize,
@@ -201,19 +221,23 @@ struct Step<'a> {
 /// Marks a selected row in `min_dist`: never updated, never picked, always skipped.
 const SELECTED: f32 = f32::NEG_INFINITY;
 
+/// Farthest unselected point of a chunk and the number of its points the per-point test skipped.
 #[inline(always)]
-fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: &mut [u32]) -> (f32, usize) {
+fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: &mut [u32]) -> ((f32, usize), usize) {
     let d = step.d;
     let c_row = &step.data[step.center * d..(step.center + 1) * d];
     let c_norm = step.norms.get(step.center).copied().unwrap_or(0.0);
     let prune = step.pruning.enabled && !step.center_dist.is_empty();
     let mut best = (SELECTED, usize::MAX);
+    let mut skipped = 0usize;
     for (off, (m, a)) in min_dist.iter_mut().zip(assign.iter_mut()).enumerate() {
         if *m == SELECTED {
             continue;
         }
         let i = start + off;
-        if !(prune && step.pruning.skips(step.center_dist[*a as usize], *m)) {
+        if prune && step.pruning.skips(step.center_dist[*a as usize], *m) {
+            skipped += 1;
+        } else {
             let x_norm = step.norms.get(i).copied().unwrap_or(0.0);
             let q = distance(step.metric, &step.data[i * d..(i + 1) * d], c_row, x_norm, c_norm);
             if q < *m {
@@ -225,25 +249,147 @@ fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: 
             best = (*m, i);
         }
     }
-    best
+    (best, skipped)
 }
 
 multiversion! {
-    fn step_chunk(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: &mut [u32]) -> (f32, usize)
+    fn step_chunk(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: &mut [u32]) -> ((f32, usize), usize)
         => step_chunk_impl
 }
 
-/// Greedy state of the pruned, parallel k-center.
+/// Error model of a computed internal distance `q` against the exact one `Q`:
+/// `(1 - rel) Q - abs <= q <= (1 + rel) Q + abs`, and `D = sqrt(Q)` satisfies the triangle inequality
+/// (Euclidean distance; for cosine, `sqrt(1 - cos)`, half the chord, with a zero row at 1 from
+/// everything, which keeps the inequality). The group tests run on these bounds in f64, so a group is
+/// skipped only when no computed distance of its members could have won (exactness, see module docs).
+#[derive(Clone, Copy)]
+struct Bounds {
+    rel: f64,
+    abs: f64,
+}
+
+impl Bounds {
+    fn new(metric: Metric, d: usize) -> Bounds {
+        let (d, eps) = (d as f64, f32::EPSILON as f64);
+        match metric {
+            // The same bounds as [`Pruning::new`]: relative (d + 8) eps, underflow 16 d MIN_POSITIVE.
+            Metric::Euclidean => Bounds {
+                rel: (d + 8.0) * eps,
+                abs: 16.0 * d * f32::MIN_POSITIVE as f64,
+            },
+            Metric::Cosine => Bounds {
+                rel: 0.0,
+                abs: 6.0 * (2.0 * d + 16.0) * eps,
+            },
+        }
+    }
+
+    /// An upper bound on `D` given the computed `q`.
+    #[inline]
+    fn upper(&self, q: f32) -> f64 {
+        ((q as f64 + self.abs) / (1.0 - self.rel)).sqrt()
+    }
+
+    /// A lower bound on `D` given the computed `q`.
+    #[inline]
+    fn lower(&self, q: f32) -> f64 {
+        ((q as f64 - self.abs).max(0.0) / (1.0 + self.rel)).sqrt()
+    }
+}
+
+/// True when `lo` (a lower bound on `D(c, a)`) proves `D(c, x) >= D(x, a)` for every `x` with
+/// `D(x, a) <= radius`: `lo >= 2 radius`, with room for the f64 rounding of the bounds themselves.
+#[inline]
+fn far_enough(lo: f64, radius: f64) -> bool {
+    lo >= 2.0 * radius * (1.0 + 1e-12) + 1e-300
+}
+
+/// One group: the unselected points whose nearest center is this group's center, stored together
+/// (row ids and their nearest-center distances), and its farthest point.
+#[derive(Default)]
+struct Group {
+    rows: Vec<u32>,
+    dist: Vec<f32>,
+}
+
+impl Group {
+    /// Farthest member `(distance, row)`, ties to the smaller row; `(SELECTED, MAX)` when empty.
+    fn farthest(&self) -> (f32, usize) {
+        self.rows
+            .iter()
+            .zip(&self.dist)
+            .fold((SELECTED, usize::MAX), |best, (&i, &m)| {
+                argmax_pair(best, (m, i as usize))
+            })
+    }
+}
+
+/// Max-tournament over the groups' farthest points: the root is the global farthest point
+/// (larger distance, then smaller row, exactly the naive arg-max), an update costs `O(log k)`.
+struct Tournament {
+    size: usize,
+    /// `(distance, row, group)`, leaves at `size..2 size`.
+    nodes: Vec<(f32, usize, usize)>,
+}
+
+impl Tournament {
+    fn new(capacity: usize) -> Tournament {
+        let size = capacity.max(1).next_power_of_two();
+        Tournament {
+            size,
+            nodes: vec![(SELECTED, usize::MAX, usize::MAX); 2 * size],
+        }
+    }
+
+    fn set(&mut self, group: usize, far: (f32, usize)) {
+        let mut p = self.size + group;
+        self.nodes[p] = (far.0, far.1, group);
+        while p > 1 {
+            p /= 2;
+            let (a, b) = (self.nodes[2 * p], self.nodes[2 * p + 1]);
+            self.nodes[p] = if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a };
+        }
+    }
+
+    fn root(&self) -> (f32, usize, usize) {
+        self.nodes[1]
+    }
+}
+
+/// Flat state: every point's nearest-center distance and center, one fused pass per step.
+struct Flat {
+    min_dist: Vec<f32>,
+    assign: Vec<u32>,
+    center_dist: Vec<f32>,
+}
+
+/// Grouped state (see module docs): the groups, per-group bounds for the skip tests, the tournament.
+struct Grouped {
+    groups: Vec<Group>,
+    /// Upper bound on the radius `max_x D(x, a_j)` of group `j` (`-1` when it is empty).
+    radius: Vec<f64>,
+    /// Pivot of group `j`'s center and an upper bound on `D(a_j, pivot)`.
+    pivot: Vec<u32>,
+    pivot_gap: Vec<f64>,
+    tree: Tournament,
+}
+
+/// Greedy state of the exact, pruned k-center.
 struct Greedy<'a> {
     x: MatrixView<'a>,
     metric: Metric,
     norms: Vec<f32>,
     pruning: Pruning,
+    bounds: Bounds,
     isa: Isa,
-    min_dist: Vec<f32>,
-    assign: Vec<u32>,
     centers: Vec<usize>,
-    center_dist: Vec<f32>,
+    /// The first `pivots` centers are the pivots of the grouped phase.
+    pivots: usize,
+    flat: Option<Flat>,
+    grouped: Option<Grouped>,
+    /// Scratch for one step: lower bounds on `D(c, pivot)` and the groups to scan.
+    pivot_lower: Vec<f64>,
+    pivot_q: Vec<f32>,
 }
 
 impl<'a> Greedy<'a> {
@@ -259,40 +405,74 @@ impl<'a> Greedy<'a> {
             metric,
             norms,
             pruning,
+            bounds: Bounds::new(metric, x.d()),
             isa: Isa::detect(),
-            min_dist: vec![f32::INFINITY; x.n()],
-            assign: vec![0; x.n()],
             centers: Vec::with_capacity(capacity),
-            center_dist: Vec::with_capacity(capacity),
+            pivots: ((capacity as f64).sqrt().ceil() as usize).clamp(1, 256),
+            flat: Some(Flat {
+                min_dist: vec![f32::INFINITY; x.n()],
+                assign: vec![0; x.n()],
+                center_dist: Vec::with_capacity(capacity),
+            }),
+            grouped: None,
+            pivot_lower: Vec::new(),
+            pivot_q: Vec::new(),
         }
+    }
+
+    #[inline]
+    fn dist(&self, i: usize, j: usize) -> f32 {
+        let norm = |r: usize| self.norms.get(r).copied().unwrap_or(0.0);
+        distance(self.metric, self.x.row(i), self.x.row(j), norm(i), norm(j))
     }
 
     /// Adds `c` as a center, updates every point's nearest center, and returns the farthest
     /// unselected point `(internal distance, row)` — `(SELECTED, usize::MAX)` if none is left.
     fn add(&mut self, c: usize) -> (f32, usize) {
+        if self.grouped.is_some() {
+            return self.add_grouped(c);
+        }
+        let (far, skipped, unselected) = self.add_flat(c);
+        // Switch once the per-point test skips most points: from then on whole groups are skipped
+        // without touching their points, and the farthest point comes from the tournament.
+        if self.pruning.enabled && 2 * skipped >= unselected && unselected > 0 {
+            self.switch_to_groups();
+        }
+        far
+    }
+
+    fn add_flat(&mut self, c: usize) -> ((f32, usize), usize, usize) {
         let d = self.x.d();
         let data = self.x.data();
         let (metric, norms) = (self.metric, &self.norms);
         let c_norm = norms.get(c).copied().unwrap_or(0.0);
         let c_row = self.x.row(c);
-        self.center_dist.clear();
+        let Some(flat) = self.flat.as_mut() else {
+            return ((SELECTED, usize::MAX), 0, 0);
+        };
+        flat.center_dist.clear();
         if self.pruning.enabled {
-            self.centers
-                .par_iter()
-                .map(|&j| {
-                    distance(
-                        metric,
-                        c_row,
-                        &data[j * d..(j + 1) * d],
-                        c_norm,
-                        norms.get(j).copied().unwrap_or(0.0),
-                    )
-                })
-                .collect_into_vec(&mut self.center_dist);
+            let center_dist = |&j: &usize| {
+                distance(
+                    metric,
+                    c_row,
+                    &data[j * d..(j + 1) * d],
+                    c_norm,
+                    norms.get(j).copied().unwrap_or(0.0),
+                )
+            };
+            if self.centers.len() * d >= PARALLEL_MIN_ELEMENTS {
+                self.centers
+                    .par_iter()
+                    .map(center_dist)
+                    .collect_into_vec(&mut flat.center_dist);
+            } else {
+                flat.center_dist.extend(self.centers.iter().map(center_dist));
+            }
         }
         let position = self.centers.len() as u32;
         self.centers.push(c);
-        self.min_dist[c] = SELECTED;
+        flat.min_dist[c] = SELECTED;
         let step = Step {
             data,
             d,
@@ -300,27 +480,270 @@ impl<'a> Greedy<'a> {
             norms,
             center: c,
             position,
-            center_dist: &self.center_dist,
+            center_dist: &flat.center_dist,
             pruning: self.pruning,
         };
         let isa = self.isa;
         let work = |(ci, (m, a)): (usize, (&mut [f32], &mut [u32]))| step_chunk(isa, &step, ci * CHUNK_ROWS, m, a);
-        if data.len() >= PARALLEL_MIN_ELEMENTS {
-            self.min_dist
+        let merge = |a: ((f32, usize), usize), b: ((f32, usize), usize)| (argmax_pair(a.0, b.0), a.1 + b.1);
+        let identity = ((SELECTED, usize::MAX), 0);
+        let (far, skipped) = if data.len() >= PARALLEL_MIN_ELEMENTS {
+            flat.min_dist
                 .par_chunks_mut(CHUNK_ROWS)
-                .zip(self.assign.par_chunks_mut(CHUNK_ROWS))
+                .zip(flat.assign.par_chunks_mut(CHUNK_ROWS))
                 .enumerate()
                 .map(work)
-                .reduce(|| (SELECTED, usize::MAX), argmax_pair)
+                .reduce(|| identity, merge)
         } else {
-            self.min_dist
+            flat.min_dist
                 .chunks_mut(CHUNK_ROWS)
-                .zip(self.assign.chunks_mut(CHUNK_ROWS))
+                .zip(flat.assign.chunks_mut(CHUNK_ROWS))
                 .enumerate()
                 .map(work)
-                .fold((SELECTED, usize::MAX), argmax_pair)
+                .fold(identity, merge)
+        };
+        (far, skipped, self.x.n() - self.centers.len())
+    }
+
+    /// Moves from the flat arrays to groups (rows in increasing order inside each group).
+    fn switch_to_groups(&mut self) {
+        let Some(flat) = self.flat.take() else {
+            return;
+        };
+        let k = self.centers.len();
+        let mut counts = vec![0usize; k];
+        for (&m, &a) in flat.min_dist.iter().zip(&flat.assign) {
+            if m != SELECTED {
+                counts[a as usize] += 1;
+            }
+        }
+        let mut groups: Vec<Group> = counts
+            .iter()
+            .map(|&c| Group {
+                rows: Vec::with_capacity(c),
+                dist: Vec::with_capacity(c),
+            })
+            .collect();
+        for (i, (&m, &a)) in flat.min_dist.iter().zip(&flat.assign).enumerate() {
+            if m != SELECTED {
+                groups[a as usize].rows.push(i as u32);
+                groups[a as usize].dist.push(m);
+            }
+        }
+        drop(flat);
+        let capacity = self.centers.capacity().max(k + 1);
+        let mut grouped = Grouped {
+            groups: Vec::with_capacity(capacity),
+            radius: Vec::with_capacity(capacity),
+            pivot: Vec::with_capacity(capacity),
+            pivot_gap: Vec::with_capacity(capacity),
+            tree: Tournament::new(capacity),
+        };
+        for (j, group) in groups.into_iter().enumerate() {
+            let far = group.farthest();
+            grouped.radius.push(self.radius_bound(far.0));
+            let (p, q) = self.nearest_pivot(self.centers[j], j);
+            grouped.pivot.push(p as u32);
+            grouped.pivot_gap.push(self.bounds.upper(q));
+            grouped.tree.set(j, far);
+            grouped.groups.push(group);
+        }
+        self.grouped = Some(grouped);
+    }
+
+    fn radius_bound(&self, far: f32) -> f64 {
+        if far == SELECTED {
+            -1.0
+        } else {
+            self.bounds.upper(far)
         }
     }
+
+    /// The pivot of the center at `position` (row `c`): itself if it is one of the first `pivots`
+    /// centers, else the nearest pivot; returns `(pivot, computed distance to it)`.
+    fn nearest_pivot(&self, c: usize, position: usize) -> (usize, f32) {
+        if position < self.pivots {
+            return (position, self.dist(c, c));
+        }
+        (0..self.pivots)
+            .map(|p| (p, self.dist(c, self.centers[p])))
+            .fold((0, f32::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
+    }
+
+    fn add_grouped(&mut self, c: usize) -> (f32, usize) {
+        let position = self.centers.len();
+        // Lower bounds on D(c, pivot) for the pivot test, and c's own pivot.
+        let n_piv = self.pivots.min(position);
+        self.pivot_q.clear();
+        for p in 0..n_piv {
+            let q = self.dist(c, self.centers[p]);
+            self.pivot_q.push(q);
+        }
+        self.pivot_lower.clear();
+        let bounds = self.bounds;
+        self.pivot_lower.extend(self.pivot_q.iter().map(|&q| bounds.lower(q)));
+        let (own_pivot, own_q) = if position < self.pivots {
+            (position, self.dist(c, c))
+        } else {
+            self.pivot_q
+                .iter()
+                .enumerate()
+                .fold((0, f32::INFINITY), |a, (p, &q)| if q < a.1 { (p, q) } else { a })
+        };
+        let Some(mut g) = self.grouped.take() else {
+            return (SELECTED, usize::MAX);
+        };
+        let home = if g.tree.root().1 == c {
+            g.tree.root().2
+        } else {
+            // Only a center not chosen by the greedy (an `initial` row) needs a search.
+            g.groups
+                .iter()
+                .position(|grp| grp.rows.contains(&(c as u32)))
+                .unwrap_or(usize::MAX)
+        };
+        // Which groups can lose points to c: the pivot test first (no distance computed), then
+        // the exact center distance D(c, a_j) against the group's radius.
+        let pruning = self.pruning.enabled;
+        let scan: Vec<usize> = (0..g.groups.len())
+            .filter(|&j| {
+                if g.radius[j] < 0.0 {
+                    return false;
+                }
+                if j == home || !pruning {
+                    return true;
+                }
+                let p = g.pivot[j] as usize;
+                if p < self.pivot_lower.len() && far_enough(self.pivot_lower[p] - g.pivot_gap[j], g.radius[j]) {
+                    return false;
+                }
+                !far_enough(bounds.lower(self.dist(c, self.centers[j])), g.radius[j])
+            })
+            .collect();
+        let (data, d, metric, norms) = (self.x.data(), self.x.d(), self.metric, &self.norms);
+        let c_row = self.x.row(c);
+        let c_norm = norms.get(c).copied().unwrap_or(0.0);
+        let isa = self.isa;
+        let scan_one = |group: &mut Group| scan_group(isa, group, c, c_row, c_norm, data, d, metric, norms);
+        let rows: usize = scan.iter().map(|&j| g.groups[j].rows.len()).sum();
+        let mut marked = vec![false; g.groups.len()];
+        scan.iter().for_each(|&j| marked[j] = true);
+        let moved: Vec<(usize, Group, (f32, usize))> = if rows * d >= PARALLEL_MIN_ELEMENTS {
+            g.groups
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(j, _)| marked[*j])
+                .map(|(j, group)| {
+                    let (m, far) = scan_one(group);
+                    (j, m, far)
+                })
+                .collect()
+        } else {
+            g.groups
+                .iter_mut()
+                .enumerate()
+                .filter(|(j, _)| marked[*j])
+                .map(|(j, group)| {
+                    let (m, far) = scan_one(group);
+                    (j, m, far)
+                })
+                .collect()
+        };
+        let mut new_group = Group::default();
+        for (j, m, far) in moved {
+            g.radius[j] = self.radius_bound(far.0);
+            g.tree.set(j, far);
+            new_group.rows.extend_from_slice(&m.rows);
+            new_group.dist.extend_from_slice(&m.dist);
+        }
+        let far = new_group.farthest();
+        g.radius.push(self.radius_bound(far.0));
+        g.pivot.push(own_pivot as u32);
+        g.pivot_gap.push(bounds.upper(own_q));
+        g.tree.set(position, far);
+        g.groups.push(new_group);
+        self.centers.push(c);
+        let root = g.tree.root();
+        self.grouped = Some(g);
+        (root.0, root.1)
+    }
+}
+
+/// How far ahead of the scan [`scan_group`] prefetches rows.
+const PREFETCH_BYTES: usize = 2048;
+
+/// Asks for every cache line of `row` (a hint; no effect off x86-64).
+#[inline(always)]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        // SAFETY: prefetching is a hint that never faults, and SSE is part of the x86-64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+/// Scans one group against the new center `c`: removes `c`, moves every member whose computed
+/// distance to `c` is smaller than its current one into the returned group (in row order), and
+/// returns the farthest remaining member.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn scan_group_impl(
+    group: &mut Group,
+    c: usize,
+    c_row: &[f32],
+    c_norm: f32,
+    data: &[f32],
+    d: usize,
+    metric: Metric,
+    norms: &[f32],
+) -> (Group, (f32, usize)) {
+    let mut moved = Group::default();
+    let mut far = (SELECTED, usize::MAX);
+    let mut kept = 0;
+    // A group's rows are scattered over X: fetch a few rows ahead so the scan waits on bandwidth,
+    // not on one memory latency per row (this made the clustered scan 2-3x faster).
+    let ahead = (PREFETCH_BYTES / (4 * d)).clamp(1, 16);
+    for t in 0..group.rows.len() {
+        if let Some(&next) = group.rows.get(t + ahead) {
+            prefetch_row(&data[next as usize * d..(next as usize + 1) * d]);
+        }
+        let (i, m) = (group.rows[t] as usize, group.dist[t]);
+        if i == c {
+            continue;
+        }
+        let x_norm = norms.get(i).copied().unwrap_or(0.0);
+        let q = distance(metric, &data[i * d..(i + 1) * d], c_row, x_norm, c_norm);
+        if q < m {
+            moved.rows.push(i as u32);
+            moved.dist.push(q);
+        } else {
+            group.rows[kept] = i as u32;
+            group.dist[kept] = m;
+            kept += 1;
+            far = argmax_pair(far, (m, i));
+        }
+    }
+    group.rows.truncate(kept);
+    group.dist.truncate(kept);
+    (moved, far)
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn scan_group(
+        group: &mut Group,
+        c: usize,
+        c_row: &[f32],
+        c_norm: f32,
+        data: &[f32],
+        d: usize,
+        metric: Metric,
+        norms: &[f32],
+    ) -> (Group, (f32, usize)) => scan_group_impl
 }
 
 /// Runs the greedy from a validated start; `add` adds a center and returns the farthest point.
@@ -572,6 +995,88 @@ mod tests {
             let one = run(1);
             assert_eq!(one, run(2));
             assert_eq!(one, kcenter_naive(x, 40, &opts).unwrap());
+        }
+    }
+
+    /// Tight clusters of `spread` around `clusters` centres, optionally on a coarse grid (exact ties).
+    fn blobs(n: usize, d: usize, clusters: usize, spread: f32, grid: bool, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centers: Vec<f32> = (0..clusters * d).map(|_| rng.random_range(-20.0f32..20.0)).collect();
+        (0..n)
+            .flat_map(|_| {
+                let c = rng.random_range(0..clusters);
+                (0..d)
+                    .map(|j| {
+                        let noise = if spread > 0.0 {
+                            rng.random_range(-spread..spread)
+                        } else {
+                            0.0
+                        };
+                        let v = centers[c * d + j] + noise;
+                        if grid {
+                            (v * 4.0).round() / 4.0
+                        } else {
+                            v
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn grouped_phase_runs_and_stays_exact() {
+        let (n, d) = (4000, 6);
+        for (seed, grid) in [(1u64, false), (2, true)] {
+            let data = blobs(n, d, 12, 0.5, grid, seed);
+            let x = MatrixView::new(&data, n, d).unwrap();
+            let init: Vec<usize> = (0..40).map(|j| (j * 97 + 3) % n).collect();
+            for metric in [Metric::Euclidean, Metric::Cosine] {
+                for initial in [None, Some(&init[..])] {
+                    let opts = KCenterOptions { metric, initial, seed };
+                    assert_eq!(kcenter(x, 300, &opts).unwrap(), kcenter_naive(x, 300, &opts).unwrap());
+                }
+            }
+            // The grouped phase (whole groups skipped, tournament arg-max) is what ran.
+            let mut greedy = Greedy::new(x, Metric::Euclidean, 301);
+            let begin = start(&x, 300, &KCenterOptions::default()).unwrap();
+            run_greedy(300, begin, Metric::Euclidean, |c| greedy.add(c));
+            assert!(greedy.grouped.is_some() && greedy.flat.is_none());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The grouped phase against the textbook loop on clustered data, with exact ties (grid),
+        /// duplicates (spread 0), zero rows (cosine), and `initial` rows.
+        #[test]
+        fn grouped_equals_naive(
+            n in 20usize..500,
+            d in 1usize..10,
+            clusters in 1usize..12,
+            spread in prop::sample::select(vec![0.0f32, 0.01, 0.5, 3.0]),
+            seed in 0u64..1000,
+            cosine in any::<bool>(),
+            grid in any::<bool>(),
+            n_init in 0usize..30,
+        ) {
+            let mut data = blobs(n, d, clusters, spread, grid, seed);
+            if cosine && seed % 3 == 0 {
+                data[..d].iter_mut().for_each(|v| *v = 0.0);
+            }
+            let x = MatrixView::new(&data, n, d).unwrap();
+            let init: Vec<usize> = (0..n_init.min(n / 2)).map(|j| (j * 31 + seed as usize) % n).collect();
+            let mut unique = init.clone();
+            unique.sort();
+            unique.dedup();
+            let k = 1 + (seed as usize * 7) % (n - unique.len());
+            let opts = KCenterOptions {
+                metric: if cosine { Metric::Cosine } else { Metric::Euclidean },
+                initial: if init.is_empty() { None } else { Some(&init) },
+                seed,
+            };
+            prop_assert_eq!(kcenter(x, k, &opts).unwrap(), kcenter_naive(x, k, &opts).unwrap());
         }
     }
 
