@@ -67,7 +67,8 @@ class ErasusUnlearner:
         features: ``"gradients"`` (per-sample projected gradients) or ``"embeddings"``; default: what the
             selector prefers.
         device: where to compute (default: the model's device).
-        seed: seeds selection and unlearning.
+        seed: seeds selection and unlearning (default 0). Privacy noise (``dp_finetune``, ``certified_newton``)
+            is drawn from OS entropy unless ``seed`` is given explicitly.
         selector_options / feature_options: passed to the selector / to :mod:`erasus.features`.
         **strategy_options: the strategy's hyperparameters (``lr``, ``alpha`` ...).
 
@@ -86,7 +87,7 @@ class ErasusUnlearner:
         prune_ratio: float = 0.1,
         features: FeatureKind | None = None,
         device: str | torch.device | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         selector_options: Mapping[str, Any] | None = None,
         feature_options: Mapping[str, Any] | None = None,
         **strategy_options: Any,
@@ -112,7 +113,8 @@ class ErasusUnlearner:
         self.prune_ratio = float(prune_ratio)
         self.features = features
         self.device = device
-        self.seed = int(seed)
+        self.seed = 0 if seed is None else int(seed)
+        self._seed_given = seed is not None
         self.feature_options = dict(feature_options or {})
         self.model_: torch.nn.Module | None = None
         self.selection_: Selection | None = None
@@ -188,7 +190,9 @@ class ErasusUnlearner:
         t1 = time.perf_counter()
         model = self.strategy.unlearn(
             model=self.model, forget_data=coreset, retain_data=retain, weights=weights, steps=steps, epochs=epochs,
-            inplace=inplace, device=self.device, seed=self.seed, progress=progress, **unlearn_options,
+            inplace=inplace, device=self.device, progress=progress, **unlearn_options,
+            # only an explicit seed reaches the strategy: privacy noise must not default to a public seed
+            **({"seed": self.seed} if self._seed_given else {}),
         )
         timings["unlearning_s"] = time.perf_counter() - t1
         timings["total_s"] = time.perf_counter() - t0

@@ -51,3 +51,14 @@ def test_dp_finetune_with_a_diverging_lr_raises_and_keeps_the_model(digits, inpl
             progress=False, inplace=inplace)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(np.isfinite(v.numpy()).all() for v in model.state_dict().values())
+
+
+def test_the_unlearner_passes_only_an_explicit_seed_to_the_privacy_noise(digits):
+    kw = dict(strategy="dp_finetune", selector="full", batch_size=32)
+
+    def fit(**extra):
+        u = erasus.ErasusUnlearner(digits.model(), **kw, **extra)
+        return u.fit(digits.forget, _digits_small(digits), steps=2, progress=False)
+
+    assert not torch.equal(fit()[0].weight, fit()[0].weight)
+    assert torch.equal(fit(seed=5)[0].weight, fit(seed=5)[0].weight)
