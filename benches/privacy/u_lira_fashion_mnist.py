@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--method", default=None,
+                    help="also audit this strategy: unlearn the original with it, and every shadow with it too")
+    ap.add_argument("--method-epochs", type=float, default=2.0)
     args = ap.parse_args()
     global HIDDEN
     HIDDEN = args.hidden
@@ -61,8 +64,20 @@ def main() -> None:
         "original_vs_oracle": metric.compute(original, forget, reference_model=oracle),
         "oracle2_vs_oracle": metric.compute(oracle2, forget, reference_model=oracle),
     }
+    models = [("original", original), ("oracle", oracle), ("oracle2", oracle2)]
+    if args.method:
+        def unlearn(model: torch.nn.Module, forget_part, retain_part) -> torch.nn.Module:
+            return erasus.get_strategy(args.method).unlearn(model=model, forget_data=forget_part,
+                                                            retain_data=retain_part, epochs=args.method_epochs,
+                                                            seed=0, progress=False)
+
+        unlearned = unlearn(original, torch.utils.data.TensorDataset(*forget), torch.utils.data.TensorDataset(*retain))
+        audit = ULiRAMetric(model_factory=mlp, population=population, n_shadow=args.shadows, epochs=args.epochs,
+                            lr=3e-3, train_batch_size=64, seed=0, progress=False, unlearn_fn=unlearn)
+        rows[f"{args.method}_vs_oracle"] = audit.compute(unlearned, forget, reference_model=oracle)
+        models.append((args.method, unlearned))
     acc = erasus.get_metric("accuracy")
-    for name, m in (("original", original), ("oracle", oracle), ("oracle2", oracle2)):
+    for name, m in models:
         rows[f"{name}_accuracy"] = acc.compute(m, forget=forget, retain=retain, test=(x[perm[2900:]], y[perm[2900:]]))
     rows["seconds"] = time.perf_counter() - t0
     rows["load_average"] = os.getloadavg()

@@ -172,9 +172,9 @@ class CertifiedNewton(UnlearningStrategy):
         lam = weight_decay_train + gamma
         if not 0 < delta < 1 or norm_bound <= 0 or lam <= 0 or scale <= 0:
             raise InvalidInputError("need 0 < delta < 1, norm_bound > 0, weight_decay_train + gamma > 0, scale > 0")
-        for name, v in (("s1", s1), ("s2", s2), ("unlearn_batch_size", unlearn_batch_size)):
-            if not isinstance(v, int) or v <= 0:
-                raise InvalidInputError(f"{name} must be a positive int, got {v!r}")
+        for name, count in (("s1", s1), ("s2", s2), ("unlearn_batch_size", unlearn_batch_size)):
+            if not isinstance(count, int) or count <= 0:
+                raise InvalidInputError(f"{name} must be a positive int, got {count!r}")
         bound = zhang_bound(norm_bound=norm_bound, hessian_lipschitz=hessian_lipschitz, lam=lam, lam_min=lam_min)
         factor = math.sqrt(2 * math.log(1.25 / delta))
         if noise_std is None:
@@ -268,7 +268,7 @@ class CertifiedNewton(UnlearningStrategy):
         )
         model.certificate = self.certificate_  # type: ignore[assignment]
         self.info_.update(sigma=sigma, epsilon=epsilon, bound=bound, initial_norm=initial_norm,
-                          step_norm=float(torch.sqrt(sum((s.double() ** 2).sum() for s in step))))
+                          step_norm=float(torch.linalg.vector_norm(torch.cat([s.double().reshape(-1) for s in step]))))
         return model
 
 
