@@ -12,6 +12,7 @@ property of the training run; it says nothing about a model that saw the data wi
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from ..errors import InvalidInputError, require
 from .certificate import Certificate, hash_data, hash_model
 
-__all__ = ["dp_epsilon", "group_privacy", "dp_certificate", "ACCOUNTANTS"]
+__all__ = ["dp_epsilon", "noise_multiplier_for", "group_privacy", "dp_certificate", "ACCOUNTANTS"]
 
 ACCOUNTANTS = ("rdp", "prv")
 
@@ -43,11 +44,37 @@ def dp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta
     """Epsilon spent by ``steps`` Poisson-subsampled Gaussian DP-SGD steps, from opacus' ``accountant``."""
     _check(noise_multiplier, sample_rate, steps, delta, accountant)
     require("opacus", "dp", purpose="DP accounting")
+    return _epsilon(float(noise_multiplier), float(sample_rate), int(steps), float(delta), accountant)
+
+
+@functools.lru_cache(maxsize=256)
+def _epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
+    # opacus' RDP orders below 2 are summed in pure Python (~1 s per call on a loaded core); the value is a
+    # pure function of these scalars, so repeated accounting (sweeps, verification) is cached
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    return float(acc.get_epsilon(delta=float(delta)))
+    acc.history = [(noise_multiplier, sample_rate, steps)]
+    return float(acc.get_epsilon(delta=delta))
+
+
+def noise_multiplier_for(*, target_epsilon: float, target_delta: float, sample_rate: float, steps: int,
+                         accountant: str = "rdp") -> float:
+    """The noise multiplier opacus' ``get_noise_multiplier`` calibrates for ``steps`` steps (cached)."""
+    _check(1.0, sample_rate, steps, target_delta, accountant)
+    if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon) and target_epsilon > 0):
+        raise InvalidInputError(f"target_epsilon must be a positive finite number, got {target_epsilon!r}")
+    require("opacus", "dp", purpose="DP accounting")
+    return _noise_multiplier(float(target_epsilon), float(target_delta), float(sample_rate), int(steps), accountant)
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_multiplier(target_epsilon: float, target_delta: float, sample_rate: float, steps: int,
+                      accountant: str) -> float:
+    from opacus.accountants.utils import get_noise_multiplier
+
+    return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=target_delta,
+                                      sample_rate=sample_rate, steps=steps, accountant=accountant))
 
 
 def group_privacy(epsilon: float, delta: float, group_size: int) -> tuple[float, float]:

@@ -67,10 +67,10 @@ class DPFinetune(UnlearningStrategy):
     ) -> torch.nn.Module:
         require("opacus", "dp", purpose="dp_finetune")
         from opacus import PrivacyEngine
-        from opacus.accountants.utils import get_noise_multiplier
         from opacus.validators import ModuleValidator
 
         from ..certification import ACCOUNTANTS, dp_certificate
+        from ..certification.accounting import noise_multiplier_for
         from ..certification.noise import privacy_generator
 
         if target_epsilon <= 0 or not 0 < target_delta < 1 or max_grad_norm <= 0:
@@ -93,7 +93,7 @@ class DPFinetune(UnlearningStrategy):
         loader = DataLoader(run.retain, batch_size=run.batch_size, shuffle=True, collate_fn=collate_of(run.retain_raw),
                             generator=torch.Generator().manual_seed(run.seed))
         sample_rate = 1.0 / per_epoch  # what opacus' Poisson sampler uses for this loader
-        noise_multiplier = get_noise_multiplier(target_epsilon=target_epsilon, target_delta=target_delta,
+        noise_multiplier = noise_multiplier_for(target_epsilon=target_epsilon, target_delta=target_delta,
                                                 sample_rate=sample_rate, steps=steps, accountant=accountant)
         optimizer = run.make_optimizer(run.trainable(model))
         with warnings.catch_warnings():
