@@ -10,6 +10,7 @@ import pytest
 import torch
 from mllm_helpers import FORGET_QA, RETAIN_QA, images, records, tiny_blip2, tiny_llava
 
+from erasus import get_strategy as erasus_get_strategy
 from erasus.errors import ErasusTypeError, InvalidInputError
 from erasus.models import BLIP2Wrapper, BLIPWrapper, LLaVAWrapper
 from erasus.tasks import infer_task
@@ -192,3 +193,28 @@ def test_blip_retrieval_wrapper_is_a_dual_encoder():
     assert itm.shape == (3,) and bool(((itm > 0) & (itm < 1)).all())
     groups = w.parameter_groups()
     assert sum(len(g) for g in groups.values()) == len(list(w.parameters()))
+
+
+def test_blip_retrieval_runs_modality_decoupling_through_the_contrastive_task():
+    """BLIPWrapper is picked up as a CLIP-style model: a zero vision rate leaves the image tower and its
+    projection bit-identical while the text side moves (erasus.strategies.vlm.modality_decoupling)."""
+    from transformers import BlipConfig, BlipForImageTextRetrieval, BlipTextConfig, BlipVisionConfig
+
+    torch.manual_seed(0)
+    cfg = BlipConfig(text_config=BlipTextConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                num_attention_heads=2, encoder_hidden_size=16).to_dict(),
+                     vision_config=BlipVisionConfig(image_size=16, patch_size=4, hidden_size=16, intermediate_size=32,
+                                                    num_hidden_layers=1, num_attention_heads=2).to_dict(),
+                     image_text_hidden_size=8)
+    w = BLIPWrapper(BlipForImageTextRetrieval(cfg).eval())
+    assert infer_task(w).name == "contrastive"
+    g = torch.Generator().manual_seed(1)
+    pairs = [{"pixel_values": torch.randn(3, 16, 16, generator=g), "input_ids": torch.randint(5, 40, (6,), generator=g),
+              "attention_mask": torch.ones(6, dtype=torch.long)} for _ in range(8)]
+    out = erasus_get_strategy("modality_decoupling", vision_lr=0.0, text_lr=1e-2).unlearn(
+        model=w, forget_data=pairs[:4], retain_data=pairs[4:], steps=3, progress=False)
+    before, after = w.state_dict(), out.state_dict()
+    vision = [k for k in before if k.startswith(("model.vision_model.", "model.vision_proj."))]
+    text = [k for k in before if k.startswith(("model.text_encoder.", "model.text_proj."))]
+    assert vision and all(torch.equal(before[k], after[k]) for k in vision)
+    assert any(not torch.equal(before[k], after[k]) for k in text)
