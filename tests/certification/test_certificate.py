@@ -107,6 +107,8 @@ def test_hashes_are_independent_of_batching_and_see_every_byte(data):
     y2 = y.clone()
     y2[-1] = (y2[-1] + 1) % 10
     assert hash_data((x, y2)) != hash_data((x, y))
+    records = [{"input_ids": torch.tensor([1, 2, i]), "text": f"t{i}"} for i in range(5)]
+    assert hash_data(records) == hash_data(list(records)) != hash_data(records[:4] + [{**records[4], "text": "x"}])
     m = torch.nn.Linear(3, 2)
     h = hash_model(m)
     with torch.no_grad():

@@ -171,20 +171,24 @@ def hash_data(data: Any) -> str:
     h.update(f"n={len(ds)}|".encode())  # type: ignore[arg-type]
     loader = DataLoader(ds, batch_size=1024, shuffle=False,
                         collate_fn=data.collate_fn if isinstance(data, DataLoader) else None)
-    fields: list[Any] = []
+    fields: dict[str, Any] = {}
     for batch in loader:
-        parts = batch if isinstance(batch, (tuple, list)) else (batch,)
+        if isinstance(batch, dict):  # e.g. causal-LM batches: one field per key
+            parts = {str(k): batch[k] for k in sorted(batch)}
+        else:
+            parts = {str(i): v for i, v in enumerate(batch if isinstance(batch, (tuple, list)) else (batch,))}
         if not fields:
-            fields = [hashlib.sha256() for _ in parts]
-        if len(parts) != len(fields):
-            raise InvalidInputError("hash_data: batches have a varying number of fields")
-        for fh, part in zip(fields, parts):
+            fields = {k: hashlib.sha256(k.encode()) for k in parts}
+        if parts.keys() != fields.keys():
+            raise InvalidInputError("hash_data: batches have varying fields")
+        for key, part in parts.items():
             if isinstance(part, np.ndarray):
                 part = torch.from_numpy(part)
-            if not isinstance(part, torch.Tensor):
-                raise ErasusTypeError(f"hash_data hashes tensors; a batch field is {type(part).__name__}")
-            _update_tensor(fh, part)
-    for fh in fields:
+            if isinstance(part, torch.Tensor):
+                _update_tensor(fields[key], part)
+            else:  # collated plain values (strings, ints): their repr is deterministic
+                fields[key].update(repr(part).encode())
+    for fh in fields.values():
         h.update(fh.digest())
     return h.hexdigest()
 
