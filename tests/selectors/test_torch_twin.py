@@ -139,6 +139,18 @@ def test_memmap_streams_in_blocks_like_the_in_memory_result(tmp_path, dtype):
         assert streamed.metadata["backend"] == "torch"
 
 
+def test_memmap_larger_than_half_the_ram_streams_by_default(tmp_path, monkeypatch):
+    x = mixture(600, 4, seed=17)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    in_memory = erasus.select(x, 10, method="kcenter", seed=1)
+    assert "backend" not in erasus.select(mm, 10, method="kcenter", seed=1).metadata  # Rust while it fits
+    monkeypatch.setattr(_torch, "_physical_memory", lambda: 2 * mm.nbytes - 2)
+    streamed = erasus.select(mm, 10, method="kcenter", seed=1)
+    assert streamed.metadata["backend"] == "torch"
+    same_selection(in_memory, streamed)
+
+
 def test_streamed_blocks_never_hold_the_whole_matrix():
     x = mixture(1000, 4, seed=11)
     seen = []
