@@ -224,9 +224,8 @@ def kcenter(rows: Rows, k: int, *, metric: str = "euclidean", initial: np.ndarra
         if k > n - len(starts):
             raise InvalidInputError(f"k = {k} new centers requested but only {n - len(starts)} of n = {n} samples are "
                                     f"not in initial; expected k <= {n - len(starts)}")
-    norms = None
-    if metric == "cosine":
-        norms = torch.cat([b.mul(b).sum(dim=1).sqrt() for _, b in rows.blocks()])
+    norms = (torch.cat([b.mul(b).sum(dim=1).sqrt() for _, b in rows.blocks()]) if metric == "cosine"
+             else torch.empty(0, device=device))
     min_dist = torch.full((n,), float("inf"), dtype=torch.float32, device=device)
 
     def add(c: int) -> tuple[float, int]:
