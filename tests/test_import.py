@@ -57,3 +57,49 @@ def test_public_api_names():
     for name in ["select", "Selection", "get_selector", "get_strategy", "get_metric", "list_selectors",
                  "list_strategies", "list_metrics", "ErasusError", "set_num_threads", "get_num_threads"]:
         assert name in erasus.__all__ and hasattr(erasus, name), name
+
+
+def test_specification_class_names_import_and_are_the_registered_classes():
+    from erasus.metrics import AccuracyMetric, MembershipInferenceMetric, MIAMetric, PerplexityMetric
+    from erasus.models import BERTWrapper, GPTWrapper, LLaMAWrapper, MistralWrapper  # noqa: F401
+    from erasus.registry import METRICS, SELECTORS, STRATEGIES
+    from erasus.selectors import (AutoSelector, DataShapleySelector, EL2NSelector, ForgettingEventsSelector,
+                                  GlisterSelector, GradientNormSelector, GradMatchSelector, HerdingSelector,
+                                  InfluenceSelector, KCenterSelector, KMeansSelector, RandomSelector,
+                                  RepresenterSelector, SubmodularSelector, TracInSelector, ValuationNetworkSelector,
+                                  VotingSelector)
+    from erasus.strategies import (CausalTracingStrategy, FisherForgettingStrategy, GradientAscentStrategy,
+                                   SCRUBStrategy, SelectiveSynapticDampeningStrategy, SISAStrategy)
+
+    pairs = {
+        SELECTORS: {"auto": AutoSelector, "data_shapley": DataShapleySelector, "el2n": EL2NSelector,
+                    "forgetting_events": ForgettingEventsSelector, "glister": GlisterSelector,
+                    "grand": GradientNormSelector, "gradmatch": GradMatchSelector, "herding": HerdingSelector,
+                    "influence": InfluenceSelector, "kcenter": KCenterSelector, "kmeans": KMeansSelector,
+                    "random": RandomSelector, "representer": RepresenterSelector, "submodular": SubmodularSelector,
+                    "tracin": TracInSelector, "valuation_network": ValuationNetworkSelector,
+                    "voting": VotingSelector},
+        STRATEGIES: {"causal_tracing": CausalTracingStrategy, "fisher_forgetting": FisherForgettingStrategy,
+                     "gradient_ascent": GradientAscentStrategy, "scrub": SCRUBStrategy,
+                     "ssd": SelectiveSynapticDampeningStrategy, "sisa": SISAStrategy},
+        METRICS: {"accuracy": AccuracyMetric, "mia": MIAMetric, "mia_loss": MembershipInferenceMetric,
+                  "perplexity": PerplexityMetric},
+    }
+    for registry, names in pairs.items():
+        for name, cls in names.items():
+            assert registry.factory(name) is cls, name
+
+
+def test_every_registered_selector_strategy_and_metric_class_is_exported():
+    import erasus.metrics
+    import erasus.selectors
+    import erasus.strategies
+    from erasus.registry import METRICS, SELECTORS, STRATEGIES
+
+    for registry, module in ((SELECTORS, erasus.selectors), (STRATEGIES, erasus.strategies),
+                             (METRICS, erasus.metrics)):
+        exported = {getattr(module, n) for n in module.__all__}
+        for name in registry.names():
+            cls = registry.factory(name)
+            if cls.__module__.startswith(module.__name__ + "."):  # third-party registrations are not ours to export
+                assert cls in exported, (module.__name__, name, cls.__name__)

@@ -106,6 +106,30 @@ def test_evaluate_reports_mia_accuracy_and_gaps(setup):
     assert gaps["avg_gap"] > 0  # grad_diff moved the model away from the original
 
 
+def test_evaluate_without_test_data_runs_the_specification_call(setup):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    model, forget, retain, _ = setup
+    un = ErasusUnlearner(model, strategy="grad_diff", selector="random", prune_ratio=0.1, lr=5e-3)
+    un.fit(forget, retain, progress=False)
+    res = un.evaluate(forget_data=forget, retain_data=retain)
+    assert {"mia_accuracy", "retain_accuracy", "forget_accuracy"} <= set(res)
+    # reference: float64 entropies and a cross-fitted forget-vs-retain attack written out with sklearn
+    with torch.no_grad():
+        ent = [(-(p * p.log()).sum(1)).numpy() for p in
+               (torch.softmax(un.model_(d.tensors[0]).double(), 1) for d in (forget, retain))]
+    x = np.concatenate(ent)[:, None]
+    y = np.r_[np.ones(len(forget)), np.zeros(len(retain))]
+    proba = cross_val_predict(LogisticRegression(class_weight="balanced"), x, y, method="predict_proba",
+                              cv=StratifiedKFold(5, shuffle=True, random_state=0))[:, 1]
+    assert res["mia_accuracy"] == pytest.approx((proba[: len(forget)] > 0.5).mean(), abs=1e-9)
+    with pytest.raises(erasus.InvalidInputError, match="mia_efficacy.*pass test_data= to evaluate"):
+        un.evaluate(forget, retain, metrics=["mia_efficacy"])
+    with pytest.raises(erasus.InvalidInputError, match="metrics must be a non-empty list"):
+        un.evaluate(forget, retain, metrics="accuracy")
+
+
 def test_save_writes_safetensors_and_selection(setup, tmp_path):
     model, forget, retain, _ = setup
     un = ErasusUnlearner(model, strategy="gradient_ascent", selector="random", prune_ratio=0.1, lr=1e-3)

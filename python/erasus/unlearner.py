@@ -207,31 +207,59 @@ class ErasusUnlearner:
         retain_data: Any = None,
         test_data: Any = None,
         *,
-        metrics: Sequence[str] = DEFAULT_METRICS,
+        metrics: Sequence[str] | None = None,
         reference_model: torch.nn.Module | None = None,
         model: torch.nn.Module | None = None,
     ) -> dict[str, float]:
         """Run ``metrics`` on the unlearned model (or ``model``); with ``reference_model`` also the gaps to it.
 
-        The result has at least ``mia_accuracy`` (the "mia" metric) and ``retain_accuracy`` when those
-        metrics and data are given.
+        Default metrics: ``accuracy``, ``mia`` and ``mia_efficacy`` with test data; ``accuracy`` and ``mia``
+        without it. The result has ``mia_accuracy`` and ``retain_accuracy`` whenever retain data is given.
+
+        ``mia`` without test data: no known non-members exist, so the entropy attack asks the seed
+        specification's question, whether forget samples can be told apart from retain samples: a cross-fitted
+        logistic regression on forget (label 1) vs retain (label 0) entropies (:func:`erasus.metrics.mia.
+        entropy_mia` with retain in the non-member slot). ``mia_accuracy`` is then the out-of-fold fraction of
+        forget samples the attack assigns to the forget side: ~0.5 when forget looks like retain (nothing
+        forgotten), 1.0 when the model treats them apart. With ``test_data`` it is the SSD/SCRUB protocol
+        (forget vs unseen test data); the two numbers answer different questions.
         """
         from .metrics import MetricSuite
+        from .metrics.mia import MIAMetric
 
         target = model if model is not None else self.model_
         if target is None:
             raise InvalidInputError("evaluate() needs a fitted unlearner (call fit first) or model=...")
-        names = list(metrics)
+        if metrics is None:
+            metrics = DEFAULT_METRICS if test_data is not None else ("accuracy", "mia")
+        if isinstance(metrics, str) or not metrics or not all(isinstance(m, str) for m in metrics):
+            raise InvalidInputError(f"metrics must be a non-empty list of metric names, got {metrics!r}")
+        names = list(dict.fromkeys(metrics))
         if reference_model is not None and "avg_gap" not in names:
             names.append("avg_gap")
-        suite = MetricSuite(names, task=self.task)
-        return suite.run(
-            target,
-            forget=as_data(forget_data),
-            retain=as_data(retain_data) if retain_data is not None else None,
-            test=as_data(test_data) if test_data is not None else None,
-            reference_model=reference_model,
-        )
+        forget = as_data(forget_data)
+        retain = as_data(retain_data) if retain_data is not None else None
+        test = as_data(test_data) if test_data is not None else None
+        retain_mia = test is None and "mia" in names
+        if retain_mia:
+            if retain is None:
+                raise InvalidInputError(
+                    "the 'mia' metric needs non-members: pass test_data= (held-out samples) or retain_data= "
+                    "(then it measures how far forget samples stand apart from retain ones)"
+                )
+            names.remove("mia")
+        suite = MetricSuite(names, task=self.task) if names else None
+        if suite is not None:
+            missing = suite.missing_splits({"forget": forget, "retain": retain, "test": test})
+            if missing:
+                name, split = missing[0]
+                raise InvalidInputError(f"metric {name!r} needs the {split} data set; pass {split}_data= to evaluate()")
+        out: dict[str, float] = {}
+        if suite is not None:
+            out.update(suite.run(target, forget=forget, retain=retain, test=test, reference_model=reference_model))
+        if retain_mia:
+            out.update(MIAMetric(task=self.task).compute(target, forget, retain))
+        return out
 
     # ----------------------------------------------------------------------------------------- save
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -23,6 +23,18 @@ from .feature_distance import FeatureDistanceMetric, capture_features
 from .gap import AvgGapMetric
 from .interclass_confusion import InterclassConfusionMetric
 from .lira import LiRAMetric, train_classifier
+from .llm import (
+    AnswerProbabilityMetric,
+    ExactMemorizationMetric,
+    ExtractionStrengthMetric,
+    ForgetQualityMetric,
+    ModelUtilityMetric,
+    MultipleChoiceAccuracyMetric,
+    PerplexityMetric,
+    PrivLeakMetric,
+    RougeMetric,
+    TruthRatioMetric,
+)
 from .loss import LossMetric
 from .mia import MIAMetric
 from .mia_efficacy import MIAEfficacyMetric
@@ -37,12 +49,16 @@ from .u_lira import ULiRAMetric
 from .weight_distance import WeightDistanceMetric, weight_distance
 from .zrf import ZRFMetric
 
+# the seed specification's name for its loss-threshold membership-inference metric (Yeom et al., 2018)
+MembershipInferenceMetric = LossMIAMetric
+
 __all__ = [
     "ACEMetric",
     "AUROCMetric",
     "AccuracyMetric",
     "AnamnesisIndexMetric",
     "ActivationDistanceMetric",
+    "AnswerProbabilityMetric",
     "AvgGapMetric",
     "BalancedAccuracyMetric",
     "BrierMetric",
@@ -58,6 +74,10 @@ __all__ = [
     "FeatureDistanceMetric",
     "GROUPS",
     "InterclassConfusionMetric",
+    "ExactMemorizationMetric",
+    "ExtractionStrengthMetric",
+    "FeatureDistanceMetric",
+    "ForgetQualityMetric",
     "JSDivergenceMetric",
     "KLDivergenceMetric",
     "LiRAMetric",
@@ -73,13 +93,22 @@ __all__ = [
     "Metric",
     "MetricSuite",
     "ModelSizeMetric",
+    "MembershipInferenceMetric",
+    "Metric",
+    "MetricSuite",
+    "ModelUtilityMetric",
+    "MultipleChoiceAccuracyMetric",
     "Outputs",
+    "PerplexityMetric",
+    "PrivLeakMetric",
     "RelearnTimeMetric",
     "SpeedupMetric",
     "StreisandMetric",
     "ToWMetric",
     "ULiRAMetric",
     "RetrievalMetric",
+    "RougeMetric",
+    "TruthRatioMetric",
     "WeightDistanceMetric",
     "ZRFMetric",
     "ZeroShotAccuracyMetric",

@@ -58,15 +58,22 @@ class MetricSuite:
         self.gap_keys = tuple(gap_keys)
         self.progress = progress
 
+    def missing_splits(self, splits: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(metric, split)`` for every data set a metric requires that ``splits`` lacks (checked before any work)."""
+        missing = []
+        for name, metric in self.metrics.items():
+            for split, param in zip(metric.inputs, _positional(metric), strict=False):
+                if splits.get(split) is None and param.default is param.empty:
+                    missing.append((name, split))
+        return missing
+
     @staticmethod
     def _call(name: str, metric: Metric, model: torch.nn.Module, splits: dict[str, Any],
               reference_model: torch.nn.Module | None) -> dict[str, float]:
         # ``inputs`` lists the data sets in compute()'s positional order; pass them positionally so a metric
         # may name its parameters as it likes (e.g. ``holdout`` for the test split)
-        params = [p for p in inspect.signature(metric.compute).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
         args = []
-        for split, param in zip(metric.inputs, params, strict=False):
+        for split, param in zip(metric.inputs, _positional(metric), strict=False):
             value = splits.get(split)
             if value is None and param.default is param.empty:
                 raise InvalidInputError(f"metric {name!r} needs the {split} data set; pass {split}= to run()")
@@ -107,3 +114,9 @@ class MetricSuite:
 
     def __repr__(self) -> str:
         return f"MetricSuite(names={list(self.metrics)})"
+
+
+def _positional(metric: Metric) -> list[inspect.Parameter]:
+    """compute()'s data parameters after the model, in the order of ``metric.inputs``."""
+    return [p for p in inspect.signature(metric.compute).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]

@@ -4,12 +4,24 @@ embed text, wrap CLIP-style dual encoders and multimodal LMs.
 ``transformers`` is imported on use (``pip install 'erasus-unlearn[llm]'``); importing this package is cheap.
 """
 
+from .bert import BERTWrapper
 from .blip import BLIP2Wrapper, BLIPWrapper
 from .clip import CLIPWrapper, character_clip_tokenizer, clip_parameter_groups, is_clip_config, load_clip, small_clip
 from .llava import LLaVAWrapper
-from .llm import CausalLM, activation_hooks, decoder_layers, load_causal_lm, load_smollm2
+from .llm import (
+    CausalLM,
+    GPTWrapper,
+    LLaMAWrapper,
+    MistralWrapper,
+    activation_hooks,
+    decoder_layers,
+    layer_activations,
+    load_causal_lm,
+    load_smollm2,
+)
 from .text_encoder import SentenceEncoder, load_minilm, mean_pool
 
-__all__ = ["BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalLM", "LLaVAWrapper", "SentenceEncoder",
-           "activation_hooks", "character_clip_tokenizer", "clip_parameter_groups", "decoder_layers",
-           "is_clip_config", "load_causal_lm", "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip"]
+__all__ = ["BERTWrapper", "BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalLM", "GPTWrapper", "LLaMAWrapper",
+           "LLaVAWrapper", "MistralWrapper", "SentenceEncoder", "activation_hooks", "character_clip_tokenizer",
+           "clip_parameter_groups", "decoder_layers", "is_clip_config", "layer_activations", "load_causal_lm",
+           "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip"]

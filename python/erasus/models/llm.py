@@ -20,7 +20,8 @@ import torch
 from ..errors import InvalidInputError, MissingDependencyError, require
 from ..registry import register_model
 
-__all__ = ["CausalLM", "activation_hooks", "decoder_layers", "load_causal_lm", "load_smollm2", "mlp_output_projection"]
+__all__ = ["CausalLM", "GPTWrapper", "LLaMAWrapper", "MistralWrapper", "activation_hooks", "decoder_layers",
+           "layer_activations", "load_causal_lm", "load_smollm2", "mlp_output_projection"]
 
 # attribute paths of the block list, per family (LLaMA/Mistral/Qwen/Gemma/Phi, GPT-2/GPT-J, GPT-NeoX, OPT)
 _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers", "transformer.layers",
@@ -222,3 +223,77 @@ def _family_class(family: str, model_types: tuple[str, ...]) -> type[CausalLM]:
 
 for _family, _types in _FAMILIES.items():
     _family_class(_family, _types)
+
+
+class _FamilyWrapper(CausalLM):
+    """The seed specification's per-family LLM wrappers: ``Wrapper(model_name, load_in_8bit=False)``.
+
+    A :class:`CausalLM` whose checkpoint must be of the family (``config.model_type`` in ``model_types``),
+    with the specification's :meth:`get_layer_activations` and :meth:`generate`.
+    """
+
+    model_types: tuple[str, ...] = ()
+
+    def __init__(self, model_name: str | Path, *, load_in_8bit: bool = False,
+                 device: str | torch.device | None = None, **load_options: Any) -> None:
+        if not isinstance(model_name, (str, Path)) or not str(model_name):
+            raise InvalidInputError(f"model_name must be a hub id or a local folder, got {model_name!r}")
+        transformers = require("transformers", "llm", purpose=f"loading {type(self).__name__} models")
+        # the config is a few bytes: read it first, so a wrong family is refused before the weights load
+        found = getattr(transformers.AutoConfig.from_pretrained(str(model_name)), "model_type", None)
+        if found not in self.model_types:
+            raise InvalidInputError(
+                f"{model_name} is a {found!r} model; {type(self).__name__} loads {self.model_types} checkpoints "
+                "(use erasus.models.CausalLM for any causal LM)"
+            )
+        super().__init__(name_or_path=model_name, load_in_8bit=load_in_8bit, device=device, **load_options)
+        self.model_name = str(model_name)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def get_layer_activations(self, text: str | Sequence[str], layer_indices: Sequence[int]
+                              ) -> dict[str, torch.Tensor]:
+        """Hidden states ``(B, T, H)`` output by the chosen blocks on ``text``, keyed ``"layer_{i}"``."""
+        return layer_activations(self.model, self.tokenizer, text, layer_indices)
+
+    def generate(self, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """``model.generate`` (transformers' generation API)."""
+        return self.model.generate(input_ids.to(self.device), **kwargs)
+
+
+def layer_activations(model: torch.nn.Module, tokenizer: Any, text: str | Sequence[str],
+                      layer_indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Block outputs of ``model`` on ``text`` (one string or a list, padded), keyed ``"layer_{i}"`` as given."""
+    if isinstance(text, str):
+        text = [text]
+    if not text or not all(isinstance(t, str) for t in text):
+        raise InvalidInputError("text must be a non-empty string or a non-empty list of strings")
+    indices = list(layer_indices)
+    if not indices or not all(isinstance(i, int) for i in indices):
+        raise InvalidInputError(f"layer_indices must be a non-empty list of ints, got {layer_indices!r}")
+    device = next(model.parameters()).device
+    batch = tokenizer(list(text), return_tensors="pt", padding=True).to(device)
+    with torch.no_grad(), activation_hooks(model, indices, detach=True) as acts:
+        model(**batch)
+    n = len(decoder_layers(model))
+    return {f"layer_{i}": acts[i % n] for i in indices}
+
+
+class LLaMAWrapper(_FamilyWrapper):
+    """A LLaMA-architecture causal LM (LLaMA 1-3, SmolLM) by hub id or folder; see :class:`_FamilyWrapper`."""
+
+    model_types = ("llama",)
+
+
+class MistralWrapper(_FamilyWrapper):
+    """A Mistral / Mixtral causal LM by hub id or folder; see :class:`_FamilyWrapper`."""
+
+    model_types = ("mistral", "mixtral")
+
+
+class GPTWrapper(_FamilyWrapper):
+    """A GPT-2 / GPT-J / GPT-Neo(X) causal LM by hub id or folder; see :class:`_FamilyWrapper`."""
+
+    model_types = ("gpt2", "gptj", "gpt_neo", "gpt_neox")

@@ -36,4 +36,62 @@ from . import (  # noqa: F401
     voting,
 )
 
-__all__ = ["Selector", "select"]
+from .auto import AutoSelector
+from .data_shapley import DataShapleySelector
+from .el2n import EL2NSelector
+from .facility_location import CraigSelector, FacilityLocationSelector
+from .forgetting_events import ForgettingEventsSelector
+from .full import FullSelector
+from .glister import GlisterSelector
+from .gradmatch import GradMatchSelector
+from .grand import GraNdSelector
+from .herding import HerdingSelector
+from .influence import InfluenceSelector
+from .kcenter import KCenterSelector
+from .kmeans import KMeansSelector
+from .min_k import MinKSelector
+from .moderate import ModerateSelector
+from .random import RandomSelector
+from .representer import RepresenterSelector
+from .submodular import SubmodularSelector
+from .tracin import TracInSelector
+from .uncertainty import UncertaintySelector
+from .upcore import UPCORESelector
+from .valuation_network import ValuationNetworkSelector
+from .voting import VotingSelector
+
+# the seed specification's names for two of them: GraNd is the expected gradient norm (Paul et al., 2021) and
+# the specification's "forgetting score" is an alias of its forgetting-events selector
+GradientNormSelector = GraNdSelector
+ForgettingScoreSelector = ForgettingEventsSelector
+
+__all__ = [
+    "AutoSelector",
+    "CraigSelector",
+    "DataShapleySelector",
+    "EL2NSelector",
+    "FacilityLocationSelector",
+    "ForgettingEventsSelector",
+    "ForgettingScoreSelector",
+    "FullSelector",
+    "GlisterSelector",
+    "GraNdSelector",
+    "GradMatchSelector",
+    "GradientNormSelector",
+    "HerdingSelector",
+    "InfluenceSelector",
+    "KCenterSelector",
+    "KMeansSelector",
+    "MinKSelector",
+    "ModerateSelector",
+    "RandomSelector",
+    "RepresenterSelector",
+    "Selector",
+    "SubmodularSelector",
+    "TracInSelector",
+    "UPCORESelector",
+    "UncertaintySelector",
+    "ValuationNetworkSelector",
+    "VotingSelector",
+    "select",
+]

@@ -28,7 +28,80 @@ from . import (  # noqa: F401  (registration side effects)
     unsir,
     vlm,
 )
-from .amnesiac import AmnesiacRecorder
+from .amnesiac import Amnesiac, AmnesiacRecorder
+from .bad_teacher import BadTeacher
 from .base import Run, UnlearningStrategy
+from .boundary_shrink import BoundaryShrink
+from .certified_removal import CertifiedRemoval
+from .dp_finetune import DPFinetune
+from .finetune import Finetune
+from .fisher_forgetting import FisherForgetting
+from .grad_diff import GradDiff
+from .gradient_ascent import GradientAscent
+from .l1_sparse import L1Sparse
+from .llm.causal_tracing import CausalTracing
+from .llm.dpo import DPO, IdkDPO
+from .llm.embedding_alignment import EmbeddingAlignment
+from .llm.npo import NPO
+from .llm.rmu import RMU
+from .llm.simnpo import SimNPO
+from .llm.token_masking import TokenMasking
+from .llm.undial import UNDIAL
+from .neg_grad_plus import NegGradPlus
+from .neuron_pruning import MaskBased, NeuronPruning
+from .random_label import RandomLabel
+from .retrain import Retrain
+from .salun import SalUn
+from .scrub import Scrub
+from .sisa import SISA
+from .ssd import LFSSD, SSD
+from .unsir import Unsir
 
-__all__ = ["UnlearningStrategy", "Run", "AmnesiacRecorder"]
+# The seed specification's class names. NegativeGradientStrategy is its plain negative-gradient baseline
+# (gradient ascent on the forget set, no retain term), i.e. erasus' gradient_ascent.
+AmnesiacUnlearningStrategy = Amnesiac
+BadTeacherStrategy = BadTeacher
+BoundaryShrinkStrategy = BoundaryShrink
+CausalTracingStrategy = CausalTracing
+CertifiedRemovalStrategy = CertifiedRemoval
+DPFinetuneStrategy = DPFinetune
+DPOStrategy = DPO
+EmbeddingAlignmentStrategy = EmbeddingAlignment
+FinetuneStrategy = Finetune
+FisherForgettingStrategy = FisherForgetting
+GradDiffStrategy = GradDiff
+GradientAscentStrategy = GradientAscent
+IdkDPOStrategy = IdkDPO
+L1SparseStrategy = L1Sparse
+LFSSDStrategy = LFSSD
+MaskBasedUnlearningStrategy = MaskBased
+NPOStrategy = NPO
+NegGradPlusStrategy = NegGradPlus
+NegativeGradientStrategy = GradientAscent
+NeuronPruningStrategy = NeuronPruning
+RMUStrategy = RMU
+RandomLabelStrategy = RandomLabel
+RetrainStrategy = Retrain
+SCRUBStrategy = Scrub
+SISAStrategy = SISA
+SalUnStrategy = SalUn
+SelectiveSynapticDampeningStrategy = SSD
+SimNPOStrategy = SimNPO
+TokenMaskingStrategy = TokenMasking
+UNDIALStrategy = UNDIAL
+UNSIRStrategy = Unsir
+
+__all__ = [
+    "DPO", "LFSSD", "NPO", "RMU", "SISA", "SSD", "UNDIAL",
+    "Amnesiac", "AmnesiacRecorder", "AmnesiacUnlearningStrategy", "BadTeacher", "BadTeacherStrategy",
+    "BoundaryShrink", "BoundaryShrinkStrategy", "CausalTracing", "CausalTracingStrategy", "CertifiedRemoval",
+    "CertifiedRemovalStrategy", "DPFinetune", "DPFinetuneStrategy", "DPOStrategy", "EmbeddingAlignment",
+    "EmbeddingAlignmentStrategy", "Finetune", "FinetuneStrategy", "FisherForgetting", "FisherForgettingStrategy",
+    "GradDiff", "GradDiffStrategy", "GradientAscent", "GradientAscentStrategy", "IdkDPO", "IdkDPOStrategy",
+    "L1Sparse", "L1SparseStrategy", "LFSSDStrategy", "MaskBased", "MaskBasedUnlearningStrategy", "NPOStrategy",
+    "NegGradPlus", "NegGradPlusStrategy", "NegativeGradientStrategy", "NeuronPruning", "NeuronPruningStrategy",
+    "RMUStrategy", "RandomLabel", "RandomLabelStrategy", "Retrain", "RetrainStrategy", "Run", "SCRUBStrategy",
+    "SISAStrategy", "SalUn", "SalUnStrategy", "Scrub", "SelectiveSynapticDampeningStrategy", "SimNPO",
+    "SimNPOStrategy", "TokenMasking", "TokenMaskingStrategy", "UNDIALStrategy", "UNSIRStrategy",
+    "UnlearningStrategy", "Unsir",
+]
