@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ErasusTypeError, InvalidInputError
-from ..selection import Selection
+from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError
+from ..selection import Selection, check_values
 from .base import Selector
 
 __all__ = [
@@ -75,7 +75,10 @@ def as_labels(labels: Any, n: int, *, what: str = "labels") -> np.ndarray:
     if y.shape != (n,):
         raise InvalidInputError(f"{what} must have shape ({n},), got {y.shape}")
     if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            bad = int(np.flatnonzero(~np.isfinite(y))[0])
+            raise NonFiniteError(f"{what} contain a non-finite value ({y[bad]}) at index {bad}; expected class ids")
+        if y.dtype.kind == "f" and np.all(y == np.round(y)):
             return y.astype(np.int64)
         raise ErasusTypeError(f"{what} must be integer class ids, got dtype {y.dtype}")
     if n and y.min() < 0:
@@ -88,7 +91,10 @@ def as_array(x: Any, *, name: str, ndim: int | None = 2) -> np.ndarray:
     if x is None:
         raise InvalidInputError(f"{name} is required")
     if hasattr(x, "detach"):
+        check_values(x, name=name, limit=np.inf)  # on the tensor's device, before the float64 host copy
         x = x.detach().cpu().double().numpy()
+    elif np.iscomplexobj(x):
+        raise ErasusTypeError(f"{name} must be real, got complex values; pass .real or np.abs()")
     try:
         a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -97,8 +103,7 @@ def as_array(x: Any, *, name: str, ndim: int | None = 2) -> np.ndarray:
         raise InvalidInputError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if a.size == 0:
         raise InvalidInputError(f"{name} is empty (shape {a.shape})")
-    if not np.all(np.isfinite(a)):
-        raise InvalidInputError(f"{name} contains NaN or infinity")
+    check_values(a, name=name, limit=np.inf)  # float64 arithmetic: only NaN / inf are refused here
     return a
 
 

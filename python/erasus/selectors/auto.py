@@ -132,7 +132,8 @@ class AutoSelector(ContextSelector):
             raise InvalidInputError(f"auto.select() takes no per-call inputs ({sorted(inputs)}): the selector it picks "
                                     "works from features or model + data alone")
         if features is not None:
-            x = as_features(features)
+            # token log-probabilities mark unscored positions with NaN (see min_k)
+            x = as_features(features, allow_nan=self.feature_kind == "token_log_probs")
             n, d = int(x.shape[0]), int(x.shape[1])
             available = frozenset({self.feature_kind})
             modality = self.modality or ("text" if self.feature_kind == "token_log_probs" else "generic")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..selection import Selection, as_features, resolve_k
+from ..selection import Selection, as_features, check_values, resolve_k
 
 __all__ = ["Selector", "features_from_model"]
 
@@ -33,12 +33,12 @@ def features_from_model(model: Any, data: Any, *, kind: FeatureKind, seed: int =
 
 
 def _checked_labels(labels: Any, n: int) -> np.ndarray | None:
+    """Integer class ids of shape ``(n,)`` (non-finite, negative or fractional labels refused), or None."""
     if labels is None:
         return None
-    labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels)
-    if labels.shape != (n,):
-        raise InvalidInputError(f"labels must have shape ({n},), got {labels.shape}")
-    return labels
+    from ._common import as_labels
+
+    return as_labels(labels, n)
 
 
 class Selector(abc.ABC):
@@ -49,6 +49,8 @@ class Selector(abc.ABC):
     default_features: ClassVar[FeatureKind] = "embeddings"
     #: False for selectors that only need the number of rows (``random``): no features are computed for them
     needs_features: ClassVar[bool] = True
+    #: True where NaN in the features carries a meaning the selector documents (an unscored position)
+    allows_nan: ClassVar[bool] = False
 
     def __init__(self, *, seed: int = 0, **options: Any) -> None:
         self.seed = int(seed)
@@ -78,11 +80,14 @@ class Selector(abc.ABC):
         if self._torch_path(features):
             from ._torch import as_rows
 
+            if getattr(features, "ndim", None) == 2 and min(features.shape) > 0:
+                # the same value check as the numpy path (NaN/inf by cell, complex, float32 overflow), on the device
+                check_values(features, allow_nan=self.allows_nan)
             rows = as_rows(features, block_rows=self.options.get("block_rows"))
             k = resolve_k(rows.n, k, ratio=ratio)
             sel = self._select_torch(rows, k, labels=_checked_labels(labels, rows.n))
         else:
-            x = as_features(features)
+            x = as_features(features, allow_nan=self.allows_nan)
             k = resolve_k(x.shape[0], k, ratio=ratio)
             sel = self._select(x, k, labels=_checked_labels(labels, x.shape[0]))
         if not sel.method:

@@ -105,6 +105,8 @@ class ForgettingEventsSelector(ContextSelector):
     ``select(k, recorder=ForgettingRecorder)`` after training with the recorder.
     """
 
+    allows_nan = True  # NaN marks a presentation that did not happen
+
     def __init__(self, *, seed: int = 0, keep: Literal["forgettable", "unforgettable"] = "forgettable") -> None:
         if keep not in ("forgettable", "unforgettable"):
             raise InvalidInputError(f"keep must be 'forgettable' or 'unforgettable', got {keep!r}")

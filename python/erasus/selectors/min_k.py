@@ -70,6 +70,7 @@ class MinKSelector(ContextSelector):
     """
 
     call_inputs = ("mask",)
+    allows_nan = True  # NaN marks positions that are not scored
 
     def __init__(self, *, seed: int = 0, k_percent: float = 0.2, keep: str = "highest",
                  batch_size: int | None = None) -> None:
