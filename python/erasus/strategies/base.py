@@ -29,7 +29,8 @@ from ..data import IndexedDataset, as_dataset, collate_of
 from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, require
 from ..tasks import Task, get_task, infer_task, reduce_loss
 
-__all__ = ["UnlearningStrategy", "Run", "reinitialize", "per_sample_kl", "random_labels", "weighted"]
+__all__ = ["UnlearningStrategy", "Run", "check_finite_loss", "reinitialize", "per_sample_kl", "random_labels",
+           "weighted"]
 
 _COMMON = {"task": None, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0}
 
@@ -117,6 +118,15 @@ def random_labels(y: torch.Tensor, num_classes: int, *, exclude_true: bool, gene
         shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
         return (y + shift) % num_classes
     return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+
+
+def check_finite_loss(loss: torch.Tensor, *, strategy: str, desc: str, step: int, lr: float) -> None:
+    """The one finite-loss check every training loop runs before ``backward``: a NaN/inf loss raises
+    :class:`NonFiniteError` (and :meth:`UnlearningStrategy.unlearn` then hands back no model) instead of
+    stepping into NaN weights."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        value = loss.detach().reshape(-1)[0].item() if loss.numel() else float("nan")
+        raise NonFiniteError(f"{strategy}: the {desc} loss became {value} at step {step}; lower lr (now {lr})")
 
 
 class Run:
@@ -276,10 +286,7 @@ class Run:
         for step in bar:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(step)
-            if not torch.isfinite(loss):
-                raise NonFiniteError(
-                    f"{self.strategy_name}: the {desc} loss became {loss.item()} at step {step}; lower lr (now {self.lr})"
-                )
+            check_finite_loss(loss, strategy=self.strategy_name, desc=desc, step=step, lr=self.lr)
             loss.backward()
             if before_step is not None:
                 before_step()
@@ -399,6 +406,7 @@ class UnlearningStrategy(abc.ABC):
         except StopIteration:
             model_device = torch.device("cpu")
         run_device = torch.device(device) if device is not None else model_device
+        _check_labels_before_work(task, model, forget, retain, model_device)
 
         was_training = model.training
         snapshot = _snapshot(model) if inplace else None
@@ -479,11 +487,61 @@ def _check_weights(weights: Any, n: int) -> torch.Tensor | None:
     return w
 
 
+def _dataset_labels(data: Any) -> torch.Tensor | None:
+    """Class ids of a dataset when they can be read without loading its inputs (tensors, ``.targets``), else None."""
+    ds = as_dataset(data)
+    indices = None
+    while isinstance(ds, torch.utils.data.Subset):
+        idx = torch.as_tensor(list(ds.indices), dtype=torch.long)
+        indices = idx if indices is None else idx[indices]
+        ds = ds.dataset
+    y = None
+    tensors = getattr(ds, "tensors", None)
+    if isinstance(ds, torch.utils.data.TensorDataset) and tensors is not None and len(tensors) == 2:
+        y = tensors[1]
+    else:
+        targets = getattr(ds, "targets", None)
+        if isinstance(targets, (torch.Tensor, np.ndarray, list)):
+            y = torch.as_tensor(np.asarray(targets))
+    if not isinstance(y, torch.Tensor) or y.dtype.is_floating_point or y.dtype == torch.bool or y.ndim != 1:
+        return None
+    return y if indices is None else y[indices]
+
+
+def _check_labels_before_work(task: Task, model: torch.nn.Module, forget: Any, retain: Any,
+                              device: torch.device) -> None:
+    """Out-of-range class ids are refused before any step (the loss checks each batch too, for other datasets)."""
+    from ..tasks.classification import ClassificationTask, check_label_range
+
+    if not isinstance(task, ClassificationTask):
+        return
+    found = [(name, y) for name, data in (("forget", forget), ("retain", retain))
+             if data is not None and (y := _dataset_labels(data)) is not None and y.numel()]
+    if not found:
+        return
+    n = getattr(getattr(model, "config", None), "num_labels", None)
+    if not (isinstance(n, int) and n > 0):
+        ds = as_dataset(forget)
+        batch = task.to_device(collate_of(forget)([ds[0]]), device)
+        flags = [(m, m.training) for m in model.modules()]
+        model.eval()  # a forward in train mode would move BatchNorm statistics
+        try:
+            with torch.no_grad():
+                n = int(task.outputs(model, batch).shape[-1])
+        finally:
+            for m, flag in flags:
+                m.training = flag
+    for name, y in found:
+        check_label_range(y, n, where=f" in the {name} set")
+
+
 def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
     return {
         "device": [(p, p.device) for p in itertools.chain(model.parameters(), model.buffers())],
         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict(keep_vars=False).items()},
-        "grad": {id(p): p.requires_grad for p in model.parameters()},
+        "requires_grad": {id(p): p.requires_grad for p in model.parameters()},
+        # .grad is not in the state dict: without this a failed in-place call leaves stale gradients behind
+        "grad": {id(p): None if p.grad is None else p.grad.detach().clone() for p in model.parameters()},
     }
 
 
@@ -495,7 +553,8 @@ def _restore(model: torch.nn.Module, snapshot: dict[str, Any] | None) -> None:
             t.data = t.data.to(dev)
         model.load_state_dict(snapshot["state"])
     for p in model.parameters():
-        p.requires_grad_(snapshot["grad"].get(id(p), p.requires_grad))
+        p.requires_grad_(snapshot["requires_grad"].get(id(p), p.requires_grad))
+        p.grad = snapshot["grad"].get(id(p))
 
 
 def _wrap_lora(model: torch.nn.Module, lora: Any) -> Any:

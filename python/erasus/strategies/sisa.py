@@ -13,7 +13,7 @@ from ..data import as_dataset, as_loader, subset
 from ..errors import ErasusTypeError, InvalidInputError
 from ..registry import register_strategy
 from ..tasks import Task, get_task, infer_task
-from .base import Run, UnlearningStrategy, reinitialize
+from .base import Run, UnlearningStrategy, check_finite_loss, reinitialize
 
 __all__ = ["SISA", "SISAEnsemble"]
 
@@ -120,10 +120,14 @@ class SISA(UnlearningStrategy):
         start: int,
         checkpoints: list[dict[str, torch.Tensor]],
         seed: int,
+        *,
+        lr: float | None = None,
     ) -> list[dict[str, torch.Tensor]]:
-        """Train on slices ``0..r`` for ``r = start..R-1``, appending a checkpoint after each."""
+        """Train on slices ``0..r`` for ``r = start..R-1``, appending a checkpoint after each (``lr``: the
+        per-call rate, default the configured one)."""
         o = self.options
-        opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"], weight_decay=o["weight_decay"])
+        lr = float(o["lr"]) if lr is None else lr
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"])
         device = next(model.parameters()).device
         model.train()
         for r in range(start, len(slices)):
@@ -133,9 +137,11 @@ class SISA(UnlearningStrategy):
                 continue
             for epoch in range(int(o["epochs_per_slice"])):
                 loader = as_loader(subset(dataset, ids), batch_size=o["batch_size"], shuffle=True, seed=seed + 7919 * r + epoch)
-                for batch in loader:
+                for step, batch in enumerate(loader):
                     opt.zero_grad(set_to_none=True)
-                    task.loss(model, task.to_device(tuple(batch), device)).backward()
+                    loss = task.loss(model, task.to_device(tuple(batch), device))
+                    check_finite_loss(loss, strategy="sisa", desc=f"slice {r} epoch {epoch}", step=step, lr=lr)
+                    loss.backward()
                     opt.step()
             checkpoints.append(_state(model))
         model.eval()
@@ -172,7 +178,8 @@ class SISA(UnlearningStrategy):
             m = model.models[s]
             m.load_state_dict(model.checkpoints[s][r - 1] if r > 0 else model.initial[s])
             model.checkpoints[s] = model.checkpoints[s][:r]
-            self._train_slices(m, task, model.train_data, model.slices[s], r, model.checkpoints[s], model.seed * 1000 + s)
+            self._train_slices(m, task, model.train_data, model.slices[s], r, model.checkpoints[s], model.seed * 1000 + s,
+                               lr=run.lr)
         self.info_["retrained_shards"] = sorted(earliest)
         self.info_["restarted_from_slice"] = dict(sorted(earliest.items()))
         return model

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..data import collate_of
 from ..errors import ErasusTypeError, InvalidInputError
 from ..registry import register_strategy
-from .base import Run, UnlearningStrategy
+from .base import Run, UnlearningStrategy, check_finite_loss
 
 __all__ = ["Unsir"]
 
@@ -142,12 +142,14 @@ class Unsir(UnlearningStrategy):
         noise = noise.to(device=run.device, dtype=x_example.dtype).requires_grad_(True)
         noise_y = torch.tensor(classes, device=run.device).repeat_interleave(noise_size)
         opt = torch.optim.Adam([noise], lr=noise_lr)
-        for _ in range(noise_steps):
+        for step in range(noise_steps):
             opt.zero_grad(set_to_none=True)
             logits = run.task.outputs(frozen, run.task.with_labels(run.task.with_inputs(template, noise), noise_y))
             ce = F.cross_entropy(logits, noise_y, reduction="none").reshape(k, noise_size).mean(1)
             reg = noise.pow(2).reshape(k, noise_size, -1).sum(2).mean(1)
-            (-ce + noise_reg * reg).sum().backward()
+            objective = (-ce + noise_reg * reg).sum()
+            check_finite_loss(objective, strategy="unsir", desc="noise", step=step, lr=noise_lr)
+            objective.backward()
             opt.step()
         return noise.detach(), noise_y
 

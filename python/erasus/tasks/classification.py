@@ -11,7 +11,22 @@ import torch.nn.functional as F
 from ..errors import ErasusTypeError, InvalidInputError
 from .base import Batch, Task, register_task
 
-__all__ = ["ClassificationTask", "logits_of"]
+__all__ = ["ClassificationTask", "check_label_range", "logits_of"]
+
+
+def check_label_range(labels: torch.Tensor, num_classes: int, *, where: str = "") -> None:
+    """Refuse class ids outside ``[0, num_classes)`` with the label and the model's class count (torch would
+    raise an opaque ``IndexError: Target 10 is out of bounds`` on CPU and a device assert on CUDA)."""
+    if labels.numel() == 0 or torch._C._functorch.is_functorch_wrapped_tensor(labels):
+        # inside torch.func transforms (per-sample gradients) a value check is not allowed; the same data is
+        # checked before the strategy's work starts and by every plain forward
+        return
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise InvalidInputError(
+            f"label {bad}{where} is out of range for a model with {num_classes} classes (expected 0..{num_classes - 1})"
+        )
 
 
 def logits_of(out: Any) -> torch.Tensor:
@@ -71,6 +86,7 @@ class ClassificationTask(Task):
     def per_sample_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         logits = self.outputs(model, batch)
         y = self.labels(batch).to(logits.device)
+        check_label_range(y, logits.shape[-1])
         return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.label_smoothing)
 
     def labels(self, batch: Batch) -> torch.Tensor:

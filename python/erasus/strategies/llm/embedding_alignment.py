@@ -16,6 +16,7 @@ between stages (the paper's schedule), so the predictor keeps reading the change
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from ...errors import ErasusTypeError, InvalidInputError, MissingDependencyError
 from ...models.llm import activation_hooks, decoder_layers
 from ...registry import register_strategy
 from ...tasks.base import reduce_loss
-from ..base import Run
+from ..base import Run, check_finite_loss
 from .common import LLMStrategy, dataset_attr
 
 __all__ = ["EmbeddingAlignment", "EmbeddingPredictor", "alignment_loss", "concept_loss", "future_windows"]
@@ -206,16 +207,20 @@ class EmbeddingAlignment(LLMStrategy):
             was = model.training
             model.eval()
             predictor.train().requires_grad_(True)
-            for _ in tqdm(range(steps), desc=f"{self.registry_name}: {desc}", disable=not run.progress, leave=False):
+            trained = 0
+            for step in tqdm(range(steps), desc=f"{self.registry_name}: {desc}", disable=not run.progress,
+                             leave=False):
                 batch = next(align_stream)
                 texts, pos = future_windows(batch["input_ids"], batch["attention_mask"], tok, window)
                 if not texts:
                     continue
+                trained += 1
                 with torch.no_grad(), self.autocast():
                     h = states(batch, grad=False)
                 target = encode(texts)
                 pos = pos.to(device)
                 loss = alignment_loss(predictor(h.float())[pos[:, 0], pos[:, 1]], target)
+                check_finite_loss(loss, strategy=self.registry_name, desc=desc, step=step, lr=predictor_lr)
                 pred_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if max_grad_norm is not None:
@@ -224,6 +229,14 @@ class EmbeddingAlignment(LLMStrategy):
                 align_log.append(float(loss.detach()))
             predictor.eval().requires_grad_(False)
             model.train(was)
+            if steps and not trained:
+                warnings.warn(
+                    f"{self.registry_name}: no batch had a text window of {window} future tokens, so the embedding "
+                    f"predictor was not trained ({desc}) and the concept loss has nothing to follow; use longer texts "
+                    "or a smaller window",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
 
         @torch.no_grad()
         def similarity() -> float:
