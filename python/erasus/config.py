@@ -110,8 +110,19 @@ class Config:
         """Load from a YAML file path or a YAML string (safe loader only)."""
         import yaml
 
-        text = Path(source).read_text() if _looks_like_path(source) else str(source)
-        data = yaml.safe_load(text)
+        if _looks_like_path(source):
+            path = Path(source)
+            if not path.is_file():
+                raise ConfigError(f"config file {str(path)!r} does not exist")
+            text = path.read_text()
+        else:
+            text = str(source)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise ConfigError(f"{cls.__name__}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
         if data is None:
             data = {}
         return cls.from_dict(data)

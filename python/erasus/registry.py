@@ -85,10 +85,30 @@ class Registry:
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+            raise RegistryError(f"unknown {self.kind} {name!r}; known {self.plural}: {known}") from None
+
+    @property
+    def plural(self) -> str:
+        return self.kind[:-1] + "ies" if self.kind.endswith("y") else self.kind + "s"
 
     def get(self, name: str, **options: Any) -> Any:
-        return self.factory(name)(**options)
+        """``factory(name)(**options)``; an option the factory does not take is named with the ones it does."""
+        import inspect
+
+        from .errors import InvalidInputError
+
+        factory = self.factory(name)
+        try:
+            params = inspect.signature(factory).parameters.values()
+        except (TypeError, ValueError):  # a builtin or C callable: let the call itself complain
+            params = None
+        if params is not None and not any(p.kind is p.VAR_KEYWORD for p in params):
+            accepted = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise InvalidInputError(f"unknown option(s) {unknown} for {self.kind} {name!r}; its options are: "
+                                        f"{', '.join(accepted) or 'none'}")
+        return factory(**options)
 
     def __contains__(self, name: object) -> bool:
         self._load_builtins()

@@ -45,6 +45,25 @@ def as_data(data: Any) -> Any:
     return as_dataset(data)
 
 
+def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module, Any]:
+    """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors."""
+    from .models import load_causal_lm
+
+    if not isinstance(model_name, (str, os.PathLike)) or not str(model_name):
+        raise ErasusTypeError(f"model_name must be a hub id or a local folder, got {model_name!r}")
+    text = str(model_name)
+    looks_local = isinstance(model_name, os.PathLike) or text.startswith((".", "/", "~")) or os.path.isabs(text)
+    if looks_local and not Path(text).expanduser().exists():
+        raise InvalidInputError(f"model_name {text!r} is a path that does not exist")
+    try:
+        return load_causal_lm(Path(text).expanduser() if looks_local else text, device=device)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"could not load model_name {text!r}: {exc}. Check the id or give a local folder holding config.json "
+            "and weights (offline: set HF_HUB_OFFLINE=1 to fail fast instead of retrying the hub)"
+        ) from None
+
+
 def _labels_of(dataset: Any) -> np.ndarray | None:
     """Integer labels of a classification dataset of ``(x, y)`` items, else ``None``."""
     tensors = getattr(dataset, "tensors", None)
@@ -94,18 +113,19 @@ class ErasusUnlearner:
     ) -> None:
         if (model is None) == (model_name is None):
             raise InvalidInputError("give exactly one of model (an nn.Module) or model_name (a model id or path)")
-        self.tokenizer = None
-        if model_name is not None:
-            from .models import load_causal_lm
-
-            model, self.tokenizer = load_causal_lm(model_name, device=device)
-        if not isinstance(model, torch.nn.Module):
+        if model is not None and not isinstance(model, torch.nn.Module):
             raise ErasusTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if features not in (None, "gradients", "embeddings"):
             raise InvalidInputError(f"features must be 'gradients' or 'embeddings', got {features!r}")
         resolve_k(100, ratio=prune_ratio)  # validates the ratio early, with the same message as fit()
-        self.model = model
+        # names and options are checked before a model is loaded (a hub download can take minutes)
         self.strategy = get_strategy(strategy, **strategy_options) if isinstance(strategy, str) else strategy
+        if isinstance(selector, str):
+            get_selector(selector, seed=int(seed), **dict(selector_options or {}))
+        self.tokenizer = None
+        if model_name is not None:
+            model, self.tokenizer = _load_named_model(model_name, device=device)
+        self.model = model
         self.selector_name = selector if isinstance(selector, str) else getattr(selector, "registry_name", "custom")
         self.selector = selector if not isinstance(selector, str) else None
         self.selector_options = dict(selector_options or {})
@@ -262,18 +282,12 @@ class ErasusUnlearner:
         return out
 
     # ----------------------------------------------------------------------------------------- save
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and ``selection.json`` into the folder ``path``, and
-        ``certificate.json`` when the strategy issued a :class:`~erasus.certification.Certificate`.
-
-        Nothing is pickled; load the weights with :meth:`load_weights` into a model of the same architecture.
-        """
+    def output_files(self) -> dict[str, Any]:
+        """The files :meth:`save` writes: ``name -> writer(path)``. The one place to add an output file."""
         if self.model_ is None or self.selection_ is None:
             raise InvalidInputError("save() needs a fitted unlearner; call fit() first")
         from safetensors.torch import save_file
 
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
         # tied weights (e.g. LM heads) share storage; safetensors refuses shared tensors, so store copies
         seen: dict[int, str] = {}
@@ -282,7 +296,6 @@ class ErasusUnlearner:
             if ptr in seen:
                 state[key] = value.clone()
             seen[ptr] = key
-        save_file(state, str(out / "model.safetensors"))
         config = {
             "strategy": getattr(self.strategy, "registry_name", type(self.strategy).__name__),
             "strategy_options": {k: v for k, v in getattr(self.strategy, "options", {}).items()
@@ -294,30 +307,86 @@ class ErasusUnlearner:
             "seed": self.seed,
             "timings": self.timings_,
         }
-        (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        (out / "selection.json").write_text(json.dumps(self.selection_.to_dict(), default=float))
+        config_text = json.dumps(config, indent=2, default=str)
+        selection_text = json.dumps(self.selection_.to_dict(), default=float)
+        files = {
+            "model.safetensors": lambda path: save_file(state, str(path)),
+            "config.json": lambda path: path.write_text(config_text),
+            "selection.json": lambda path: path.write_text(selection_text),
+        }
         certificate = certificate_of(self.model_, self.strategy)
         if certificate is not None and certificate.model_hash == hash_model(self.model_):
             # a certified strategy's guarantee travels with the weights it is about (and only with those)
-            certificate.save(out / "certificate.json")
-        return out
+            certificate_text = certificate.to_json()
+            files["certificate.json"] = lambda path: path.write_text(certificate_text, encoding="utf-8")
+        return files
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``selection.json`` into the folder ``path``, and
+        ``certificate.json`` when the strategy issued a :class:`~erasus.certification.Certificate`, crash-safely.
+
+        Each file is written beside its destination, fsync-ed and renamed into place, and ``manifest.json``
+        (their sizes and SHA-256) is written last (:func:`erasus.io.write_run_folder`): a folder whose save was
+        killed has no valid manifest, and :meth:`load_weights` / :meth:`load_selection` / ``erasus evaluate``
+        refuse it instead of mixing an old config with a new model. Nothing is pickled; load the weights with
+        :meth:`load_weights` into a model of the same architecture.
+        """
+        from .io import write_run_folder
+
+        return write_run_folder(path, self.output_files())
 
     @staticmethod
     def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> torch.nn.Module:
-        """Load ``model.safetensors`` written by :meth:`save` into ``model`` (a copy; the input is untouched)."""
-        from safetensors.torch import load_file
+        """Load ``model.safetensors`` of a complete :meth:`save` folder into a copy of ``model`` (the input is untouched)."""
+        from .io import verify_run_folder
 
-        state = load_file(str(Path(path) / "model.safetensors"))
+        verify_run_folder(path, needs=("model.safetensors",))
+        state = load_safetensors(Path(path) / "model.safetensors")
         out = copy.deepcopy(model)
-        out.load_state_dict(state)
+        try:
+            out.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InvalidInputError(f"the weights in {str(path)!r} do not fit this model: {exc}") from None
         return out
 
     @staticmethod
     def load_selection(path: str | os.PathLike[str]) -> Selection:
+        """The coreset of a complete :meth:`save` folder."""
+        from .io import verify_run_folder
+
+        verify_run_folder(path, needs=("selection.json",))
         return Selection.from_dict(json.loads((Path(path) / "selection.json").read_text()))
 
     @staticmethod
     def load_certificate(path: str | os.PathLike[str]) -> Certificate | None:
-        """The ``certificate.json`` :meth:`save` wrote for a certified strategy, or ``None`` if there is none."""
-        file = Path(path) / "certificate.json"
-        return Certificate.load(file) if file.exists() else None
+        """The ``certificate.json`` :meth:`save` wrote for a certified strategy, or ``None`` if there is none.
+
+        Only a certificate the folder's manifest lists counts: one left by an earlier save is not about these weights.
+        """
+        from .io import verify_run_folder
+
+        if "certificate.json" not in verify_run_folder(path)["files"]:
+            return None
+        return Certificate.load(Path(path) / "certificate.json")
+
+    @staticmethod
+    def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+        """The configuration (strategy, selector, options, timings) of a complete :meth:`save` folder."""
+        from .io import verify_run_folder
+
+        verify_run_folder(path, needs=("config.json",))
+        return dict(json.loads((Path(path) / "config.json").read_text()))
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with a truncated or foreign file reported as an erasus error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"no weights file at {str(p)!r}")
+    try:
+        return load_file(str(p))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{str(p)!r} is not a readable .safetensors file (truncated or corrupt?): {exc}") from None

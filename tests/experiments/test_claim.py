@@ -39,7 +39,7 @@ def test_rows_cover_every_method_and_gaps_are_measured_against_the_oracle(result
 def test_exported_files_drive_the_unlearn_and_evaluate_commands(result, tmp_path, capsys):
     folder = result[2]
     assert {p.name for p in folder.iterdir()} == {"original.safetensors", "retrained.safetensors", "forget.npz",
-                                                   "retain.npz", "test.npz"}
+                                                   "retain.npz", "test.npz", "manifest.json"}
     (tmp_path / "unlearn.yaml").write_text(
         f"model: {{builtin: small_cnn, weights: {folder}/original.safetensors}}\n"
         f"forget: {folder}/forget.npz\nretain: {folder}/retain.npz\ntest: {folder}/test.npz\n"

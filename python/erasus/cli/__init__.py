@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import ErasusError
@@ -64,12 +65,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _load_features(path: str) -> Any:
     import numpy as np
 
-    if path.endswith(".npy"):
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
+    from ..io import verify_file
 
-        tensors = load_file(path)
+    p = Path(path)
+    if not p.is_file():
+        raise ErasusError(f"features file {path!r} does not exist")
+    verify_file(p)
+    if path.endswith(".npy"):
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:  # numpy's "pickled data" / bad header messages
+            raise ErasusError(f"{path} is not a plain .npy array (erasus never unpickles): {exc}") from None
+    if path.endswith(".safetensors"):
+        from ..unlearner import load_safetensors
+
+        tensors = {k: v.numpy() for k, v in load_safetensors(path).items()}
         if len(tensors) != 1:
             raise ErasusError(f"{path} holds {len(tensors)} tensors ({sorted(tensors)}); expected exactly one")
         return next(iter(tensors.values()))
@@ -82,23 +92,31 @@ def _parse_option(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ErasusError(f"--option expects KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ErasusError(f"--option {text!r}: the value is not valid YAML ({exc})") from None
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..selectors import select
+    from ..io import atomic_path, check_writable
+    from ..registry import get_selector
 
-    x = _load_features(args.features)
     options = dict(_parse_option(o) for o in args.option or [])
-    sel = select(x, args.k, method=args.method, seed=args.seed, ratio=args.ratio, **options)
+    selector = get_selector(args.method, seed=args.seed, **options)  # names and options checked before loading
     if args.output:
-        if args.output.endswith(".npy"):
-            np.save(args.output, sel.indices)
-        else:
-            with open(args.output, "w") as fh:
-                json.dump(sel.to_dict(), fh)
+        check_writable(Path(args.output).parent if Path(args.output).parent != Path("") else Path("."))
+    x = _load_features(args.features)
+    sel = selector.select(args.k, features=x, ratio=args.ratio)
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            if args.output.endswith(".npy"):
+                with open(tmp, "wb") as fh:
+                    np.save(fh, sel.indices)
+            else:
+                tmp.write_text(json.dumps(sel.to_dict()))
     summary = {"method": sel.method, "k": len(sel), "objective": sel.objective, "output": args.output}
     if args.json:
         print(json.dumps(summary if args.output else sel.to_dict()))
@@ -126,16 +144,21 @@ def _print_metrics(result: dict[str, Any], *, title: str, as_json: bool) -> None
 
 
 def _cmd_unlearn(args: argparse.Namespace) -> int:
+    from ..io import check_writable
     from ..unlearner import ErasusUnlearner
-    from .configs import UnlearnConfig, build_model
+    from .configs import UnlearnConfig, build_model, check_paths
 
+    # everything that can be checked without computing is checked first: config, paths, output folder
     cfg = UnlearnConfig.from_yaml(args.config)
+    check_paths(data={"forget": cfg.forget, "retain": cfg.retain, "test": cfg.test}, models=(cfg.model,))
+    output = check_writable(args.output or cfg.output)
     model = build_model(cfg.model)
     unlearner = ErasusUnlearner(model, strategy=cfg.strategy, selector=cfg.selector, prune_ratio=cfg.prune_ratio,
                                 features=cfg.features, seed=cfg.seed, selector_options=cfg.selector_options,
                                 **cfg.strategy_options)
+    unlearner.make_selector()
     unlearner.fit(cfg.forget, cfg.retain, steps=cfg.steps, epochs=cfg.epochs, progress=not args.json)
-    out = unlearner.save(args.output or cfg.output)
+    out = unlearner.save(output)
     result: dict[str, Any] = {"output": str(out), "coreset_size": len(unlearner.selection_ or ()),
                               **unlearner.timings_}
     if cfg.test is not None and cfg.retain is not None:
@@ -147,14 +170,20 @@ def _cmd_unlearn(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ..metrics import MetricSuite
     from ..unlearner import as_data
-    from .configs import EvaluateConfig, build_model
+    from .configs import EvaluateConfig, build_model, check_paths
 
     cfg = EvaluateConfig.from_yaml(args.config)
+    check_paths(data={"forget": cfg.forget, "retain": cfg.retain, "test": cfg.test}, models=(cfg.model, cfg.reference))
+    names = list(cfg.metrics) + (["avg_gap"] if cfg.reference is not None and "avg_gap" not in cfg.metrics else [])
+    suite = MetricSuite(names)
+    splits = {"forget": cfg.forget, "retain": cfg.retain, "test": cfg.test}
+    missing = suite.missing_splits(splits)
+    if missing:
+        name, split = missing[0]
+        raise ErasusError(f"metric {name!r} needs the {split} data set; add `{split}:` to {args.config}")
     model = build_model(cfg.model)
     reference = build_model(cfg.reference) if cfg.reference is not None else None
-
-    names = list(cfg.metrics) + (["avg_gap"] if reference is not None and "avg_gap" not in cfg.metrics else [])
-    result = MetricSuite(names).run(
+    result = suite.run(
         model, forget=as_data(cfg.forget), retain=as_data(cfg.retain) if cfg.retain else None,
         test=as_data(cfg.test) if cfg.test else None, reference_model=reference,
     )

@@ -58,15 +58,38 @@ def build_model(spec: ModelSpec) -> torch.nn.Module:
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"model.factory {spec.factory!r} returned {type(model).__name__}, not an nn.Module")
     if spec.weights is not None:
-        from safetensors.torch import load_file
-
-        path = Path(spec.weights)
-        if path.is_dir():
-            path = path / "model.safetensors"
-        if path.suffix != ".safetensors" or not path.exists():
-            raise ConfigError(f"model.weights must be an existing .safetensors file or save() folder, got {spec.weights!r}")
-        model.load_state_dict(load_file(str(path)))
+        state = load_weights_file(spec.weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"model.weights {spec.weights!r} do not fit the model: {exc}") from None
     return model.eval()
+
+
+def load_weights_file(weights: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file or a complete ``ErasusUnlearner.save`` folder (manifest checked)."""
+    from ..io import verify_file, verify_run_folder
+    from ..unlearner import load_safetensors
+
+    path = Path(weights)
+    if path.is_dir():
+        verify_run_folder(path, needs=("model.safetensors",))
+        path = path / "model.safetensors"
+    elif path.suffix != ".safetensors" or not path.is_file():
+        raise ConfigError(f"model.weights must be an existing .safetensors file or save() folder, got {str(weights)!r}")
+    else:
+        verify_file(path)
+    return load_safetensors(path)
+
+
+def check_paths(*, data: dict[str, Optional[str]], models: tuple[Optional[ModelSpec], ...]) -> None:
+    """Every data file and weights path a config names exists, before any model is built or data read."""
+    missing = [f"{key}: {value!r}" for key, value in data.items() if value is not None and not Path(value).exists()]
+    for spec in models:
+        if spec is not None and spec.weights is not None and not Path(spec.weights).exists():
+            missing.append(f"model.weights: {spec.weights!r}")
+    if missing:
+        raise ConfigError(f"these paths in the config do not exist: {', '.join(missing)}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,6 +121,63 @@ class UnlearnConfig(Config):
             raise ConfigError(f"selector = {self.selector!r} is not allowed; expected one of {SELECTORS.names()}")
         if not 0 < self.prune_ratio <= 1:
             raise ConfigError(f"prune_ratio must be in (0, 1], got {self.prune_ratio}")
+        _check_options("strategy_options", self.strategy_options)
+        _check_options("selector_options", self.selector_options)
+        for key in ("steps",):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{key} must be a positive integer, got {value}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs must be positive, got {self.epochs}")
+        # the strategy checks its option names and values here, before any model or data is loaded
+        from ..registry import get_selector, get_strategy
+
+        try:
+            strategy = get_strategy(self.strategy, **self.strategy_options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"strategy_options for {self.strategy!r}: {exc}") from None
+        _check_option_types(self.strategy, strategy)
+        try:
+            get_selector(self.selector, seed=self.seed, **self.selector_options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"selector_options for {self.selector!r}: {exc}") from None
+
+
+def _check_options(key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key} must be a mapping of option names to values, got {type(value).__name__}: {value!r}")
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{key} keys must be option names (strings), got {bad}")
+
+
+def _check_option_types(name: str, strategy: Any) -> None:
+    """A YAML value of the wrong kind (``lr: "fast"``, a list for a number) is refused before any work.
+
+    Learning rates, momentum, weight decay and batch size must be numbers; a boolean option a boolean; no
+    numeric option takes a list or mapping. Other strings pass to the method, whose own check runs when it
+    starts (some numeric options also take a word, e.g. RMU's ``steering_coeff: adaptive``).
+    """
+    from ..strategies.base import _COMMON
+
+    defaults = {**_COMMON, **getattr(strategy, "defaults", {})}
+    given = getattr(strategy, "_given", set())
+    for key, value in getattr(strategy, "options", {}).items():
+        default = defaults.get(key)
+        if key not in given or value is None:
+            continue
+        strict = key in ("lr", "momentum", "weight_decay", "batch_size") or key.endswith("_lr")
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif strict or isinstance(default, (int, float)):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = is_number if strict else not isinstance(value, (list, tuple, dict))
+        else:
+            continue
+        if not ok:
+            kind = "boolean" if isinstance(default, bool) else "number"
+            raise ConfigError(f"strategy_options.{key} for {name!r} must be a {kind} (default {default!r}), "
+                              f"got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -115,6 +195,8 @@ class EvaluateConfig(Config):
     def __post_init__(self) -> None:
         from ..registry import METRICS
 
+        if isinstance(self.metrics, str) or not self.metrics:
+            raise ConfigError(f"metrics must be a list of metric names, e.g. [accuracy, mia]; got {self.metrics!r}")
         for m in self.metrics:
             if m not in METRICS:
                 raise ConfigError(f"metrics: {m!r} is not allowed; expected names from {METRICS.names()}")

@@ -31,8 +31,20 @@ def _fmt(v: Any) -> str:
 
 
 def write_claim_report(results: list[dict[str, Any]], out: Path, *, title: str) -> Path:
-    """Figures + HTML for one or more :func:`run_claim` results (one per scenario)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Figures + HTML for one or more :func:`run_claim` results (one per scenario), sealed in ``out``.
+
+    The figures are drawn in a scratch folder first, so ``out`` only changes inside the one crash-safe write.
+    """
+    import tempfile
+
+    from ..io import check_writable
+
+    check_writable(out)
+    with tempfile.TemporaryDirectory(prefix="erasus-figures-") as scratch:
+        return _claim_report(results, out, Path(scratch), title=title)
+
+
+def _claim_report(results: list[dict[str, Any]], out: Path, scratch: Path, *, title: str) -> Path:
     figures = []
     rows, reference = [], []
     for res in results:
@@ -40,14 +52,14 @@ def write_claim_report(results: list[dict[str, Any]], out: Path, *, title: str) 
         rows += res["rows"]
         reference += res["reference"]
         retrained = next(r for r in res["reference"] if r["strategy"] == "retrain")
-        figures.append(plot_metric_bars(res["rows"], retrained, out / f"metrics_{scenario}.png",
+        figures.append(plot_metric_bars(res["rows"], retrained, scratch / f"metrics_{scenario}.png",
                                         title=f"{scenario} forgetting: metrics per method (dashed: retrained)"))
-        figures.append(plot_pareto(res["rows"], out / f"pareto_{scenario}.png",
+        figures.append(plot_pareto(res["rows"], scratch / f"pareto_{scenario}.png",
                                    title=f"{scenario} forgetting: time versus Avg. Gap"))
-        figures.append(plot_coreset_curve(res["rows"], out / f"coreset_curve_{scenario}.png",
+        figures.append(plot_coreset_curve(res["rows"], scratch / f"coreset_curve_{scenario}.png",
                                           title=f"{scenario} forgetting: coreset fraction versus Avg. Gap"))
         if res["selections"] and res["features"] is not None:
-            figures.append(plot_selection(res["features"], res["selections"], out / f"selection_{scenario}.png",
+            figures.append(plot_selection(res["features"], res["selections"], scratch / f"selection_{scenario}.png",
                                           labels=res["labels"], title=f"{scenario} forget set (PCA of embeddings)"))
     notes = ["Avg. Gap: mean |difference| to the retrained model over forget, retain and test accuracy and "
              "MIA-Efficacy (SalUn, Fan et al. 2024); lower is better. Coreset times include computing selection "
@@ -60,8 +72,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from ..io import check_writable
+
     console = Console(stderr=args.json, width=150)
-    out = Path(args.out)
+    out = check_writable(args.out)  # before a minute of training, not after
     started = time.perf_counter()
     results = []
     for scenario in ("random", "class"):

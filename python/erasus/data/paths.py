@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,28 @@ def load_path(path: str | os.PathLike[str]) -> Dataset:
     p = Path(path)
     if not p.exists():
         raise InvalidInputError(f"data path {str(p)!r} does not exist")
+    if p.is_file():
+        from ..io import verify_file
+
+        verify_file(p)
+        try:
+            return _load_file(p)
+        except InvalidInputError:
+            raise
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise InvalidInputError(
+                f"cannot read {str(p)!r} as {p.suffix or 'data'} ({type(exc).__name__}: {exc}); is it truncated or not "
+                "what its name says? (.npy/.npz load without pickle)"
+            ) from None
     if p.is_dir():
         if (p / "dataset_info.json").exists() or (p / "state.json").exists():
             datasets = require("datasets", "llm", purpose="loading a saved Hugging Face dataset")
             return datasets.load_from_disk(str(p))
         return ImageFolderDataset(p)
+    raise InvalidInputError(f"data path {str(p)!r} is neither a file nor a folder")
+
+
+def _load_file(p: Path) -> Dataset:
     suffix = p.suffix.lower()
     if suffix == ".npy":
         return _arrays_to_dataset({"x": np.load(p, allow_pickle=False)}, p)

@@ -117,12 +117,24 @@ def _export(folder: Path, original: torch.nn.Module, oracle: torch.nn.Module, da
     """Weights (safetensors) and splits (npz) of the first seed, for ``erasus unlearn/evaluate`` configs."""
     from safetensors.torch import save_file
 
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(folder / "original.safetensors"))
-    save_file({k: v.contiguous() for k, v in oracle.state_dict().items()}, str(folder / "retrained.safetensors"))
-    for split, ds in data.items():
+    from ..io import write_run_folder
+
+    def weights(model: torch.nn.Module) -> Callable[[Path], None]:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        return lambda path: save_file(state, str(path))
+
+    def arrays(ds: Any) -> Callable[[Path], None]:
         x, y = ds.tensors
-        np.savez(folder / f"{split}.npz", x=x.numpy(), y=y.numpy())
+
+        def write(path: Path) -> None:
+            with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a temporary's name
+                np.savez(fh, x=x.numpy(), y=y.numpy())
+
+        return write
+
+    writers = {"original.safetensors": weights(original), "retrained.safetensors": weights(oracle)}
+    writers.update({f"{split}.npz": arrays(ds) for split, ds in data.items()})
+    write_run_folder(folder, writers)
 
 
 def run_claim(cfg: ClaimConfig, *, log: Callable[[str], None] = lambda s: None,

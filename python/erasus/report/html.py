@@ -55,9 +55,15 @@ def write_report(
     notes: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``report.html`` (and ``results.json``) into ``out_dir``; figures are embedded, not linked."""
+    """Write ``report.html``, ``results.json`` and the figures into ``out_dir``, sealed by its manifest.
+
+    Figures are embedded in the page (not linked) and also copied into the folder; everything is written
+    crash-safely (:func:`erasus.io.write_run_folder`): after a kill the folder has the previous complete
+    report or reads as incomplete, never a new page beside old results.
+    """
+    from ..io import write_run_folder
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     for note in notes:
@@ -69,8 +75,14 @@ def write_report(
     if meta:
         parts.append("<h2>Run</h2><pre>" + html.escape(json.dumps(meta, indent=2, default=str)) + "</pre>")
     parts.append("</body></html>")
-    page = out / "report.html"
-    page.write_text("".join(parts), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps({"reference": list(reference), "rows": list(rows),
-                                                  "meta": dict(meta or {})}, indent=2, default=str))
-    return page
+    page_text = "".join(parts)
+    results_text = json.dumps({"reference": list(reference), "rows": list(rows), "meta": dict(meta or {})},
+                              indent=2, default=str)
+    writers: dict[str, Any] = {}
+    for fig in figures:
+        data = Path(fig).read_bytes()
+        writers[Path(fig).name] = lambda path, data=data: path.write_bytes(data)
+    writers["report.html"] = lambda path: path.write_text(page_text, encoding="utf-8")
+    writers["results.json"] = lambda path: path.write_text(results_text)
+    write_run_folder(out, writers)
+    return out / "report.html"

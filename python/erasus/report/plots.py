@@ -8,6 +8,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..io import atomic_path
+
 Row = Mapping[str, Any]
 METRICS = ("forget_acc", "retain_acc", "test_acc", "mia")
 
@@ -47,7 +49,8 @@ def plot_metric_bars(rows: Sequence[Row], reference: Row | None, path: str | Pat
     ax.legend(fontsize=7, ncol=2, loc="lower left")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -75,7 +78,8 @@ def plot_pareto(rows: Sequence[Row], path: str | Path, *, title: str = "") -> Pa
     ax.set_title(title or "time versus forgetting")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -101,7 +105,8 @@ def plot_coreset_curve(rows: Iterable[Row], path: str | Path, *, title: str = ""
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 
@@ -129,6 +134,7 @@ def plot_selection(features: np.ndarray, selections: Mapping[str, np.ndarray], p
     fig.suptitle(title or "forget-set features (PCA) and the chosen coreset points")
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
