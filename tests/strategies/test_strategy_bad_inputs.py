@@ -8,7 +8,7 @@ import erasus
 import pytest
 import torch
 from erasus.errors import InvalidInputError, NonFiniteError
-from test_contract import FAST, _identical, _params
+from test_contract import FAST, _Boom, _exploding_task_after, _identical, _params
 
 
 class _Calls(torch.nn.Module):
@@ -72,15 +72,16 @@ def test_out_of_range_labels_in_an_opaque_dataset_get_the_same_error(digits, nam
     assert _identical(model, saved)
 
 
-@pytest.mark.parametrize("name", ["gradient_ascent", "grad_diff", "scrub", "salun", "l1_sparse"])
+@pytest.mark.parametrize("name", ["gradient_ascent", "grad_diff", "scrub", "salun", "l1_sparse", "ssd"])
 def test_failed_inplace_call_restores_gradients(digits, name):
     model = digits.model()
     params = list(model.parameters())
     params[0].grad = torch.full_like(params[0], 0.25)  # a gradient the caller had accumulated; others None
     saved = _params(model)
-    with pytest.raises(NonFiniteError):
-        erasus.get_strategy(name).unlearn(model=model, forget_data=digits.forget, retain_data=digits.retain,
-                                          steps=40, lr=1e12, momentum=0.0, inplace=True, progress=False)
+    with pytest.raises(_Boom):  # the loss fails after a few batches have been backpropagated
+        erasus.get_strategy(name, task=_exploding_task_after(3)).unlearn(
+            model=model, forget_data=digits.forget, retain_data=digits.retain, steps=10, batch_size=32,
+            inplace=True, progress=False)
     assert _identical(model, saved)
     assert torch.equal(params[0].grad, torch.full_like(params[0], 0.25))
     assert all(p.grad is None for p in params[1:])

@@ -42,10 +42,10 @@ from .l1_sparse import L1Sparse
 from .llm.causal_tracing import CausalTracing
 from .llm.dpo import DPO, IdkDPO
 from .llm.embedding_alignment import EmbeddingAlignment
+from .llm.forget_token_npo import ForgetTokenNPO
 from .llm.npo import NPO
 from .llm.rmu import RMU
 from .llm.simnpo import SimNPO
-from .llm.token_masking import TokenMasking
 from .llm.undial import UNDIAL
 from .neg_grad_plus import NegGradPlus
 from .neuron_pruning import MaskBased, NeuronPruning
@@ -68,6 +68,7 @@ DPFinetuneStrategy = DPFinetune
 DPOStrategy = DPO
 EmbeddingAlignmentStrategy = EmbeddingAlignment
 FinetuneStrategy = Finetune
+ForgetTokenNPOStrategy = ForgetTokenNPO
 FisherForgettingStrategy = FisherForgetting
 GradDiffStrategy = GradDiff
 GradientAscentStrategy = GradientAscent
@@ -87,7 +88,6 @@ SISAStrategy = SISA
 SalUnStrategy = SalUn
 SelectiveSynapticDampeningStrategy = SSD
 SimNPOStrategy = SimNPO
-TokenMaskingStrategy = TokenMasking
 UNDIALStrategy = UNDIAL
 UNSIRStrategy = Unsir
 
@@ -96,12 +96,12 @@ __all__ = [
     "Amnesiac", "AmnesiacRecorder", "AmnesiacUnlearningStrategy", "BadTeacher", "BadTeacherStrategy",
     "BoundaryShrink", "BoundaryShrinkStrategy", "CausalTracing", "CausalTracingStrategy", "CertifiedRemoval",
     "CertifiedRemovalStrategy", "DPFinetune", "DPFinetuneStrategy", "DPOStrategy", "EmbeddingAlignment",
-    "EmbeddingAlignmentStrategy", "Finetune", "FinetuneStrategy", "FisherForgetting", "FisherForgettingStrategy",
+    "EmbeddingAlignmentStrategy", "Finetune", "FinetuneStrategy", "ForgetTokenNPO", "ForgetTokenNPOStrategy", "FisherForgetting", "FisherForgettingStrategy",
     "GradDiff", "GradDiffStrategy", "GradientAscent", "GradientAscentStrategy", "IdkDPO", "IdkDPOStrategy",
     "L1Sparse", "L1SparseStrategy", "LFSSDStrategy", "MaskBased", "MaskBasedUnlearningStrategy", "NPOStrategy",
     "NegGradPlus", "NegGradPlusStrategy", "NegativeGradientStrategy", "NeuronPruning", "NeuronPruningStrategy",
     "RMUStrategy", "RandomLabel", "RandomLabelStrategy", "Retrain", "RetrainStrategy", "Run", "SCRUBStrategy",
     "SISAStrategy", "SalUn", "SalUnStrategy", "Scrub", "SelectiveSynapticDampeningStrategy", "SimNPO",
-    "SimNPOStrategy", "TokenMasking", "TokenMaskingStrategy", "UNDIALStrategy", "UNSIRStrategy",
+    "SimNPOStrategy", "UNDIALStrategy", "UNSIRStrategy",
     "UnlearningStrategy", "Unsir",
 ]
