@@ -42,3 +42,22 @@ def test_usage_errors(bad):
     with pytest.raises(SystemExit) as exc:
         main(bad)
     assert exc.value.code == 2
+
+
+def test_init_writes_the_shipped_example_configs_into_an_empty_folder(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from erasus.cli.configs import EvaluateConfig, UnlearnConfig
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    repo = Path(__file__).resolve().parents[1] / "configs"
+    for f in repo.glob("*.yaml"):  # the repository's configs/ is the shipped folder
+        assert (tmp_path / "configs" / f.name).read_text() == f.read_text()
+    cfg = UnlearnConfig.from_yaml(tmp_path / "configs" / "unlearn_digits.yaml")
+    assert cfg.forget == "reports/demo/digits/forget.npz"  # relative: `erasus demo` in the same folder writes it
+    EvaluateConfig.from_yaml(tmp_path / "configs" / "evaluate_digits.yaml")
+    assert main(["init", "unlearn_digits"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
+    assert main(["init", "nope"]) == 2
+    assert "no example config named ['nope']" in capsys.readouterr().err

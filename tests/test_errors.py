@@ -26,3 +26,25 @@ def test_rust_errors_arrive_as_erasus_errors():
 def test_missing_dependency_names_the_extra():
     with pytest.raises(erasus.MissingDependencyError, match=r"pip install 'erasus-unlearn\[gpu\]'"):
         errors.require("erasus_no_such_module", "gpu")
+
+
+def test_set_num_threads_refuses_negative_and_non_integers():
+    import erasus
+
+    before = erasus.get_num_threads()
+    with pytest.raises(erasus.InvalidInputError, match="n >= 0"):
+        erasus.set_num_threads(-1)
+    with pytest.raises(erasus.ErasusTypeError, match="integer"):
+        erasus.set_num_threads(2.5)
+    assert erasus.get_num_threads() == before
+
+
+def test_a_malformed_thread_variable_is_reported():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ERASUS_NUM_THREADS": "abc"}
+    proc = subprocess.run([sys.executable, "-c", "import erasus; print(erasus.get_num_threads())"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ERASUS_NUM_THREADS='abc' is not a positive integer" in proc.stderr

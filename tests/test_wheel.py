@@ -40,6 +40,8 @@ def test_wheel_is_abi3_and_ships_the_kernels(wheel):
     assert any(n.startswith("erasus/kernels/") and n.endswith("__init__.py") for n in names), names
     assert any(n.startswith("erasus/_core") and n.endswith((".so", ".pyd")) for n in names), names
     assert "erasus/py.typed" in names and "erasus/_core.pyi" in names
+    # the example configs ship as package data, for `erasus init`
+    assert {"erasus/example_configs/unlearn_digits.yaml", "erasus/example_configs/evaluate_digits.yaml"} <= set(names)
     # the Triton kernels ship once, inside the package (top-level `kernels/` only links to them)
     for module in ("jl.py", "factored.py", "multi_tensor.py"):
         assert [n for n in names if n.endswith("/" + module)] == [f"erasus/kernels/triton_kernels/{module}"]

@@ -42,7 +42,31 @@ from .selection import Selection, select
 
 __version__: str = _core.__version__
 get_num_threads = _core.get_num_threads
-set_num_threads = _core.set_num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Number of threads of the Rust selectors (0 = the default: ``ERASUS_NUM_THREADS``, else every CPU).
+
+    Results never depend on it.
+    """
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise ErasusTypeError(f"set_num_threads takes an integer, got {type(n).__name__}")
+    if int(n) < 0:
+        raise InvalidInputError(f"set_num_threads needs n >= 0 (0 = the default), got {int(n)}")
+    _core.set_num_threads(int(n))
+
+
+def _check_thread_env() -> None:
+    # the Rust pool reads the variable lazily and would fall back to every CPU without a word
+    value = _os.environ.get("ERASUS_NUM_THREADS")
+    if value is not None and not (value.strip().isdigit() and int(value) > 0):
+        import warnings
+
+        warnings.warn(f"ERASUS_NUM_THREADS={value!r} is not a positive integer; erasus uses every CPU instead",
+                      RuntimeWarning, stacklevel=3)
+
+
+_check_thread_env()
 
 # rayon's pool does not survive fork(): rebuild it in DataLoader workers and other forked children.
 if hasattr(_os, "register_at_fork"):

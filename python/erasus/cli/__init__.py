@@ -1,7 +1,8 @@
 """The ``erasus`` command line: a thin reader of configs and arguments over the Python API.
 
 Sub-commands: ``demo`` (the main job), ``select`` (features file -> coreset indices), ``list`` (registered
-selectors, strategies and metrics). Every command exits non-zero with a one-line message on failure and
+selectors, strategies and metrics), ``unlearn`` / ``evaluate`` / ``benchmark`` (YAML configs) and ``init``
+(writes the example configs shipped in the wheel). Every command exits non-zero with a one-line message on failure and
 accepts ``--json`` for machine-readable output.
 """
 
@@ -205,6 +206,33 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def example_configs() -> dict[str, str]:
+    """The example configs shipped in the wheel (``erasus/example_configs``): ``name -> YAML text``."""
+    from importlib.resources import files
+
+    folder = files("erasus").joinpath("example_configs")
+    return {p.name.removesuffix(".yaml"): p.read_text() for p in sorted(folder.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".yaml")}
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from ..io import atomic_write, check_writable
+
+    shipped = example_configs()
+    names = args.name or sorted(shipped)
+    unknown = [n for n in names if n not in shipped]
+    if unknown:
+        raise ErasusError(f"no example config named {unknown}; the examples are: {', '.join(sorted(shipped))}")
+    out = check_writable(args.dir)
+    existing = [n for n in names if (out / f"{n}.yaml").exists()]
+    if existing and not args.force:
+        raise ErasusError(f"{', '.join(str(out / f'{n}.yaml') for n in existing)} already "
+                          f"{'exists' if len(existing) == 1 else 'exist'}; pass --force to overwrite")
+    written = [str(atomic_write(out / f"{n}.yaml", shipped[n])) for n in names]
+    print(json.dumps({"written": written}) if args.json else "\n".join(f"wrote {w}" for w in written))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -251,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/benchmark", help="folder for report.html and its figures")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("init", help="write the example configs (unlearn, evaluate, benchmark) into ./configs")
+    p.add_argument("name", nargs="*", help="which examples (default: all); e.g. unlearn_digits")
+    p.add_argument("--dir", default="configs", help="folder to write them into (default: configs)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("demo", help="the main job: coreset unlearning on scikit-learn digits")
     p.add_argument("--seed", type=int, default=0)
