@@ -185,3 +185,68 @@ def test_arnoldi_inverts_an_indefinite_hessian_like_the_exact_solve():
     arn = erasus.get_selector("influence", approximation="arnoldi", damping=0.05, arnoldi_iterations=6,
                               arnoldi_rank=6).select(3, features=g, hessian=h)
     np.testing.assert_allclose(arn.metadata["scores"], exact.metadata["scores"], rtol=1e-6, atol=1e-8)
+
+
+def test_lissa_defaults_come_from_the_problem_and_match_the_exact_solve():
+    from erasus.selectors.influence import lissa_scale
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(40, 6))
+    h = g.T @ g / 40
+    top = np.linalg.eigvalsh(h + 0.01 * np.eye(6)).max()
+    scale = lissa_scale(lambda u, b=None: h @ u, 6, damping=0.01)
+    assert top < scale < 2 * top  # above the top eigenvalue (convergence), within the 1.5x margin
+    target = rng.normal(size=(5, 6))
+    sel = erasus.get_selector("influence", approximation="lissa", damping=0.01, progress=False).select(
+        6, features=g, target_features=target)
+    ref = erasus.get_selector("influence", approximation="exact", damping=0.01).select(
+        6, features=g, target_features=target)
+    assert sel.indices.tolist() == ref.indices.tolist()
+    exact = np.asarray(ref.metadata["scores"])
+    np.testing.assert_allclose(sel.metadata["scores"], exact, rtol=0, atol=1e-3 * np.abs(exact).max())
+    lissa = sel.metadata["lissa"]
+    assert lissa["scale"] == pytest.approx(scale) and lissa["depth"] == 10_000  # the cap; tol stops it earlier
+
+
+def test_influence_refuses_a_hessian_that_would_not_fit_before_allocating():
+    with pytest.raises(erasus.MemoryBudgetError, match=r"1000000 x 1000000 Hessian \(7.45e\+03 GiB"):
+        erasus.select(np.ones((1, 1_000_000), dtype=np.float32), 1, method="influence")
+
+
+def test_valuation_network_ridge_dual_matches_the_primal_and_runs_on_wide_features():
+    import torch
+
+    from erasus.selectors.valuation_network import _ridge
+
+    gen = torch.Generator().manual_seed(0)
+    for n, d in ((30, 5), (5, 30)):  # primal and dual branches, against a float64 least-squares reference
+        x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        t = torch.randn(n, 2, generator=gen, dtype=torch.float64)
+        s = torch.rand(n, generator=gen, dtype=torch.float64)
+        aug_x = torch.cat([x * s.sqrt()[:, None], 0.1 * torch.eye(d, dtype=torch.float64)])  # mu = 0.01
+        aug_t = torch.cat([t * s.sqrt()[:, None], torch.zeros(d, 2, dtype=torch.float64)])
+        ref = torch.linalg.lstsq(aug_x, aug_t).solution
+        torch.testing.assert_close(_ridge(x, t, s, 0.01), ref)
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(12, 100_000)).astype(np.float32)
+    sel = erasus.get_selector("valuation_network", iterations=3, batch_size=4).select(
+        2, features=wide, labels=np.arange(12) % 2)
+    assert len(sel) == 2
+
+
+def test_lissa_tolerance_stops_early_within_the_tolerance():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(8, 8))
+    h = a @ a.T / 8 + 0.5 * np.eye(8)
+    v = rng.normal(size=8)
+    calls = []
+
+    def hvp(u, b=None):
+        calls.append(1)
+        return h @ u
+
+    scale = 1.5 * np.linalg.eigvalsh(h).max()
+    est = lissa_inverse_hvp(hvp, v, damping=0.0, scale=scale, depth=100_000, tol=1e-8)
+    exact = np.linalg.solve(h, v)
+    assert len(calls) < 2_000  # the cap was 100 000 steps
+    assert np.linalg.norm(est - exact) <= 1e-6 * np.linalg.norm(exact)

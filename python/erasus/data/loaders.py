@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, default_collate
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, TensorDataset, default_collate
 
 from ..errors import ErasusTypeError, InvalidInputError
 
@@ -83,7 +83,9 @@ def as_loader(
         batch_size = batch_size or data.batch_size or DEFAULT_BATCH_SIZE
     dataset = as_dataset(data)
     generator = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    kwargs: dict[str, Any] = {"collate_fn": collate} if collate is not None else {}
+    if collate is None:
+        collate = collate_of(dataset)
+    kwargs: dict[str, Any] = {"collate_fn": collate} if collate is not default_collate else {}
     return DataLoader(
         dataset,
         batch_size=int(batch_size or DEFAULT_BATCH_SIZE),
@@ -95,8 +97,37 @@ def as_loader(
 
 
 def collate_of(data: Any) -> Callable[[list[Any]], Any]:
-    """The collate function batches of ``data`` need: a ``DataLoader``'s own, else torch's ``default_collate``."""
-    return data.collate_fn if isinstance(data, DataLoader) else default_collate
+    """The collate function batches of ``data`` need: a ``DataLoader``'s own; for language-model datasets padded
+    to different lengths (a ``ConcatDataset`` of forget and retain ``LMDataset`` s, say) a per-batch padding
+    :class:`erasus.data.llm.LMCollator`, as transformers' ``DataCollatorForSeq2Seq`` pads; else torch's
+    ``default_collate``."""
+    if isinstance(data, DataLoader):
+        return data.collate_fn
+    found = _lm_datasets(data)
+    if len({int(d.batch["input_ids"].shape[1]) for d in found}) > 1:
+        from .llm import LMCollator
+
+        return LMCollator(found[0].tokenizer)
+    return default_collate
+
+
+def _lm_datasets(data: Any) -> list[Any]:
+    """The ``LMDataset`` s inside ``data``, looking through ``Subset``, ``ConcatDataset`` and ``IndexedDataset``."""
+    import sys
+
+    llm = sys.modules.get("erasus.data.llm")
+    if llm is None:  # no LMDataset can exist before its module is imported
+        return []
+    found, stack = [], [data]
+    while stack:
+        d = stack.pop()
+        if isinstance(d, llm.LMDataset):
+            found.append(d)
+        elif isinstance(d, ConcatDataset):
+            stack.extend(d.datasets)
+        elif isinstance(d, (Subset, IndexedDataset)):
+            stack.append(d.dataset)
+    return found
 
 
 class IndexedDataset(Dataset):

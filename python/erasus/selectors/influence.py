@@ -23,7 +23,7 @@ from ._common import (
     trainable_subset,
 )
 
-__all__ = ["InfluenceSelector", "arnoldi_eigen", "exact_inverse_hvp", "lissa_inverse_hvp"]
+__all__ = ["InfluenceSelector", "arnoldi_eigen", "exact_inverse_hvp", "lissa_inverse_hvp", "lissa_scale"]
 
 Approximation = Literal["exact", "lissa", "arnoldi"]
 MatVec = Callable[[np.ndarray], np.ndarray]
@@ -41,14 +41,20 @@ def exact_inverse_hvp(hessian: np.ndarray, v: np.ndarray, *, damping: float) -> 
 
 
 def lissa_inverse_hvp(hvp: Callable[[np.ndarray, int | None], np.ndarray], v: np.ndarray, *, damping: float, scale: float,
-                      depth: int, repeats: int = 1, n_batches: int = 1, seed: int = 0, progress: bool = False) -> np.ndarray:
+                      depth: int, repeats: int = 1, n_batches: int = 1, seed: int = 0, progress: bool = False,
+                      tol: float | None = None) -> np.ndarray:
     """LiSSA (Agarwal et al. 2017, Alg. 1): ``(H + damping I)^{-1} v`` from the truncated Neumann series.
 
     ``h_0 = v;  h_j = v + (I - (H_j + damping I) / scale) h_{j-1}``, where ``H_j`` is the Hessian on a
     minibatch drawn at step ``j`` (``hvp(x, b)`` for batch ``b``, or the full data when ``n_batches == 1``);
     the estimate is ``h_depth / scale`` averaged over ``repeats`` independent recursions. ``scale`` must exceed
     the largest eigenvalue of ``H + damping I`` for the series to converge. Koh & Liang's ``damping`` ``d``
-    corresponds to ``damping = d * scale`` here.
+    corresponds to ``damping = d * scale`` here. ``tol``: stop a recursion early once the rest of the series,
+    estimated from the geometric decay of the updates (``||dh_j|| r / (1 - r)``, ``r = ||dh_j|| / ||dh_{j-1}||``),
+    is below ``tol * ||h||`` (exact Hessians only; minibatch noise never settles).
+
+    Cost: ``repeats x depth`` Hessian-vector products per column of ``v`` (each about two backward passes
+    over the Hessian's data), fewer with ``tol``.
     """
     from tqdm.auto import tqdm
 
@@ -56,19 +62,52 @@ def lissa_inverse_hvp(hvp: Callable[[np.ndarray, int | None], np.ndarray], v: np
         raise InvalidInputError(f"LiSSA needs scale > 0, depth >= 1 and repeats >= 1; got {scale}, {depth}, {repeats}")
     rng = np.random.default_rng(seed)
     total = np.zeros_like(v, dtype=np.float64)
-    steps = tqdm(total=repeats * depth, desc="LiSSA", disable=not progress, leave=False)
+    cols = 1 if v.ndim == 1 else v.shape[1]
+    steps = tqdm(total=repeats * depth, desc=f"LiSSA ({cols} vector{'s' if cols > 1 else ''}, <= {depth} steps)",
+                 disable=not progress, leave=False)
+    stop_early = tol is not None and n_batches == 1
     for _ in range(repeats):
         h = v.astype(np.float64).copy()
+        previous = 0.0
         for _ in range(depth):
             b = int(rng.integers(n_batches)) if n_batches > 1 else None
-            h = v + h - (hvp(h, b) + damping * h) / scale
+            new = v + h - (hvp(h, b) + damping * h) / scale
             steps.update()
-            if not np.isfinite(np.abs(h).max()) or np.abs(h).max() > 1e150:
+            if not np.isfinite(np.abs(new).max()) or np.abs(new).max() > 1e150:
                 steps.close()
                 raise InvalidInputError(f"LiSSA diverged: scale ({scale}) must exceed the largest Hessian eigenvalue")
+            change = float(np.linalg.norm(new - h))
+            h = new
+            if stop_early and previous > 0:
+                # the updates shrink geometrically (ratio r): what is left of the series is change * r / (1 - r)
+                r = min(change / previous, 1.0 - 1e-12)
+                if change * r / (1.0 - r) <= tol * float(np.linalg.norm(h)):  # type: ignore[operator]
+                    break
+            previous = change
         total += h / scale
     steps.close()
     return total / repeats
+
+
+def lissa_scale(hvp: Callable[[np.ndarray, int | None], np.ndarray], dim: int, *, damping: float, seed: int = 0,
+                iterations: int = 20) -> float:
+    """A LiSSA ``scale`` above the largest |eigenvalue| of ``H + damping I``: 1.5 x a power-iteration estimate.
+
+    Power iteration approaches the top eigenvalue from below, hence the margin; ``iterations`` HVPs.
+    """
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal(dim)
+    u /= np.linalg.norm(u)
+    top = 0.0
+    for _ in range(iterations):
+        w = np.asarray(hvp(u, None), dtype=np.float64) + damping * u
+        top = float(np.linalg.norm(w))
+        if top == 0.0 or not np.isfinite(top):
+            break
+        u = w / top
+    if not np.isfinite(top):
+        raise InvalidInputError("the Hessian-vector products are not finite; check the model and data")
+    return 1.5 * max(top, damping, 1e-12)
 
 
 def arnoldi_eigen(hvp: MatVec, dim: int, *, iterations: int, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +160,17 @@ class InfluenceSelector(ContextSelector):
     ``lissa_batch_size`` for stochastic minibatch Hessians) or ``"arnoldi"`` (Schioppa et al. 2022:
     ``arnoldi_iterations`` Krylov steps, ``arnoldi_rank`` top eigenpairs; ``H^{-1} ~ U diag(1/(lambda+damping)) U^T``).
 
+    LiSSA defaults come from the problem: ``scale=None`` is 1.5 x a 20-step power-iteration estimate of the
+    top eigenvalue of ``H + damping I`` (the series converges only above it); ``depth=None`` is Koh & Liang's
+    one pass over the Hessian data with minibatches (``depth x lissa_batch_size ~ n``, their
+    ``recursion_depth``) and, with full-data Hessians, up to ``max_depth`` steps stopped once an update
+    leaves less than ``tol`` (relative) of the series to sum (:func:`lissa_inverse_hvp`). Cost of a call: ``repeats x depth`` HVPs per
+    inverse-HVP vector — one vector with a target, **one per sample without one** (self-influence), so
+    without ``target=`` prefer ``"exact"`` on ``params="last_layer"`` or ``"arnoldi"`` (``arnoldi_iterations``
+    HVPs in all). Reference code: Koh & Liang's ``kohpangwei/influence-release``,
+    ``influence/genericNeuralNet.py`` (``get_inverse_hvp_lissa``, whose scale and recursion depth are fixed
+    numbers tuned per experiment); erasus derives them from the problem instead.
+
     With ``model=``/``data=``, gradients and Hessian-vector products are exact (``torch.func``) over the
     ``params`` (``None``: all trainable; ``"last_layer"``; or a list of names); ``hessian_data=`` sets the
     data of ``H`` (default ``data``); the ``(n, p)`` gradient matrix is refused beyond ``max_grad_entries``.
@@ -131,20 +181,27 @@ class InfluenceSelector(ContextSelector):
     call_inputs = ("target", "target_features", "hessian", "hessian_data")
 
     def __init__(self, *, seed: int = 0, approximation: Approximation = "exact", damping: float = 0.01,
-                 scale: float = 25.0, depth: int = 1000, repeats: int = 1, lissa_batch_size: int | None = None,
+                 scale: float | None = None, depth: int | None = None, repeats: int = 1,
+                 lissa_batch_size: int | None = None, tol: float = 1e-4, max_depth: int = 10_000,
                  arnoldi_iterations: int = 100, arnoldi_rank: int = 20, params: Any = None,
                  batch_size: int | None = None, max_params: int = 10_000, max_grad_entries: int = 1 << 28,
-                 progress: bool = False) -> None:
+                 progress: bool = True) -> None:
         if approximation not in ("exact", "lissa", "arnoldi"):
             raise InvalidInputError(f"approximation must be 'exact', 'lissa' or 'arnoldi', got {approximation!r}")
         if damping < 0:
             raise InvalidInputError(f"damping must be >= 0, got {damping}")
+        if scale is not None and scale <= 0 or depth is not None and depth < 1 or tol <= 0 or max_depth < 1:
+            raise InvalidInputError(f"need scale > 0, depth >= 1, tol > 0 and max_depth >= 1; got {scale}, {depth}, "
+                                    f"{tol}, {max_depth}")
         super().__init__(seed=seed, approximation=approximation, damping=damping, scale=scale, depth=depth,
-                         repeats=repeats, lissa_batch_size=lissa_batch_size, arnoldi_iterations=arnoldi_iterations,
-                         arnoldi_rank=arnoldi_rank, params=params, batch_size=batch_size, max_params=max_params,
-                         max_grad_entries=max_grad_entries)
-        self.approximation, self.damping, self.scale = approximation, float(damping), float(scale)
-        self.depth, self.repeats, self.lissa_batch_size = int(depth), int(repeats), lissa_batch_size
+                         repeats=repeats, lissa_batch_size=lissa_batch_size, tol=tol, max_depth=max_depth,
+                         arnoldi_iterations=arnoldi_iterations, arnoldi_rank=arnoldi_rank, params=params,
+                         batch_size=batch_size, max_params=max_params, max_grad_entries=max_grad_entries)
+        self.approximation, self.damping = approximation, float(damping)
+        self.scale = None if scale is None else float(scale)
+        self.depth = None if depth is None else int(depth)
+        self.repeats, self.lissa_batch_size = int(repeats), lissa_batch_size
+        self.tol, self.max_depth = float(tol), int(max_depth)
         self.arnoldi_iterations, self.arnoldi_rank = int(arnoldi_iterations), int(arnoldi_rank)
         self.params, self.batch_size, self.max_params, self.progress = params, batch_size, int(max_params), progress
         self.max_grad_entries = int(max_grad_entries)
@@ -215,13 +272,24 @@ class InfluenceSelector(ContextSelector):
                 raise InvalidInputError(f"hessian must have shape ({p}, {p}), got {h.shape}")
             self._context["hessian"] = h
         rhs = g.T if tg is None else tg  # self-influence needs H^{-1} g_i for every i
+        if self.approximation == "exact" and p > self.max_params:
+            raise MemoryBudgetError(
+                f"exact influence on {p}-column features would form a {p} x {p} Hessian ({p * p * 8 / 2**30:.3g} GiB; "
+                f"max_params={self.max_params}); use approximation='lissa' or 'arnoldi', project the gradients "
+                "(erasus.features.per_sample_gradients(proj_dim=...)) or raise max_params")
         if self.approximation == "exact":
             given = self._context.get("hessian")
             solved = exact_inverse_hvp(g.T @ g / n if given is None else given, rhs, damping=self.damping)
         elif self.approximation == "lissa":
             hvp, n_batches = self._hvp(g)
-            solved = lissa_inverse_hvp(hvp, rhs, damping=self.damping, scale=self.scale, depth=self.depth,
-                                       repeats=self.repeats, n_batches=n_batches, seed=self.seed, progress=self.progress)
+            scale = self.scale if self.scale is not None else lissa_scale(hvp, p, damping=self.damping, seed=self.seed)
+            depth = self.depth
+            if depth is None:  # Koh & Liang: one pass over the Hessian data; exact Hessians: until converged
+                depth = n_batches if n_batches > 1 else self.max_depth
+            solved = lissa_inverse_hvp(hvp, rhs, damping=self.damping, scale=scale, depth=depth, repeats=self.repeats,
+                                       n_batches=n_batches, seed=self.seed, progress=self.progress,
+                                       tol=self.tol if self.depth is None else None)
+            self._context["lissa"] = {"scale": scale, "depth": depth}
         else:
             hvp, _ = self._hvp(g)
             vals, u = arnoldi_eigen(lambda v: hvp(v, None), p, iterations=self.arnoldi_iterations,
@@ -233,5 +301,7 @@ class InfluenceSelector(ContextSelector):
             coef = u.T @ rhs
             solved = u @ (coef / (d[:, None] if coef.ndim == 2 else d))
         scores = np.einsum("ip,pi->i", g, solved) if tg is None else g @ solved
-        return score_selection(scores, k, metadata={"approximation": self.approximation,
-                                                    "target": "self" if tg is None else "target"})
+        meta = {"approximation": self.approximation, "target": "self" if tg is None else "target"}
+        if "lissa" in self._context:
+            meta["lissa"] = self._context["lissa"]
+        return score_selection(scores, k, metadata=meta)

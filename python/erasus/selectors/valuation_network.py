@@ -17,12 +17,21 @@ __all__ = ["ValuationNetworkSelector", "dvrl_values"]
 
 
 def _ridge(x1: Any, targets: Any, sample_weights: Any, mu: float) -> Any:
-    """Weighted ridge regression ``argmin_W sum_i s_i ||x_i W - t_i||^2 + mu ||W||^2`` (closed form, torch)."""
+    """Weighted ridge regression ``argmin_W sum_i s_i ||x_i W - t_i||^2 + mu ||W||^2`` (closed form, torch).
+
+    Primal ``(X^T S X + mu I)^{-1} X^T S T`` (a ``d x d`` system) when the batch has more rows than columns,
+    else the dual ``X^T (S X X^T + mu I)^{-1} S T`` (push-through identity, an ``n x n`` system): the same
+    solution, without a ``d x d`` matrix for wide features (10^6 columns would need 8 TB).
+    """
     import torch
 
+    n, d = x1.shape
     xs = x1 * sample_weights[:, None]
-    a = x1.T @ xs + mu * torch.eye(x1.shape[1], dtype=x1.dtype)
-    return torch.linalg.solve(a, xs.T @ targets)
+    if n >= d:
+        a = x1.T @ xs + mu * torch.eye(d, dtype=x1.dtype)
+        return torch.linalg.solve(a, xs.T @ targets)
+    k = sample_weights[:, None] * (x1 @ x1.T) + mu * torch.eye(n, dtype=x1.dtype)
+    return x1.T @ torch.linalg.solve(k, sample_weights[:, None] * targets)
 
 
 def dvrl_values(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, iterations: int = 300,

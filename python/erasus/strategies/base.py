@@ -154,7 +154,7 @@ class Run:
     ) -> None:
         self.task = task
         self.forget_raw, self.retain_raw = forget, retain
-        self.forget = as_dataset(forget)
+        self.forget = as_dataset(forget) if forget is not None else None
         self.retain = as_dataset(retain) if retain is not None else None
         self.weights = weights
         self.steps, self.epochs, self.lr = steps, epochs, lr
@@ -310,6 +310,8 @@ class UnlearningStrategy(abc.ABC):
     defaults: ClassVar[dict[str, Any]] = {}
     #: whether the method reads the retain set (required) or may use it (optional)
     retain: ClassVar[str] = "optional"  # "required" | "optional" | "unused"
+    #: whether the method reads the forget set; "optional" ones (fine-tuning) run on the retain set alone
+    forget_set: ClassVar[str] = "required"  # "required" | "optional"
     #: whether the method trains with gradients (and so can run through LoRA adapters)
     gradient_based: ClassVar[bool] = True
     registry_name: ClassVar[str] = "strategy"
@@ -372,7 +374,7 @@ class UnlearningStrategy(abc.ABC):
         """
         if not isinstance(model, torch.nn.Module):
             raise ErasusTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        forget = _one_of("forget", forget_loader, forget_data, required=True)
+        forget = _one_of("forget", forget_loader, forget_data, required=self.forget_set == "required")
         retain = _one_of("retain", retain_loader, retain_data, required=False)
         if retain is None and self.retain == "required":
             raise InvalidInputError(
@@ -394,11 +396,13 @@ class UnlearningStrategy(abc.ABC):
         if lora is not None and not self.gradient_based:
             raise InvalidInputError(f"lora= applies to gradient-based strategies; {self.registry_name!r} is not one")
 
-        forget_ds = as_dataset(forget)
+        if forget is None and weights is not None:
+            raise InvalidInputError("weights= weigh forget samples; there is no forget set")
+        forget_ds = as_dataset(forget if forget is not None else retain)
         n_forget = len(forget_ds)  # type: ignore[arg-type]
         if n_forget == 0:
-            raise InvalidInputError("the forget set is empty")
-        w = _check_weights(weights, n_forget)
+            raise InvalidInputError("the forget set is empty" if forget is not None else "the retain set is empty")
+        w = _check_weights(weights, n_forget) if forget is not None else None
         task = get_task(opts["task"]) if opts["task"] is not None else infer_task(model, forget_ds)
         try:
             first = next(model.parameters())
@@ -521,8 +525,8 @@ def _check_labels_before_work(task: Task, model: torch.nn.Module, forget: Any, r
         return
     n = getattr(getattr(model, "config", None), "num_labels", None)
     if not (isinstance(n, int) and n > 0):
-        ds = as_dataset(forget)
-        batch = task.to_device(collate_of(forget)([ds[0]]), device)
+        data = forget if forget is not None else retain
+        batch = task.to_device(collate_of(data)([as_dataset(data)[0]]), device)
         flags = [(m, m.training) for m in model.modules()]
         model.eval()  # a forward in train mode would move BatchNorm statistics
         try:

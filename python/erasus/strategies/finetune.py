@@ -16,11 +16,13 @@ class Finetune(UnlearningStrategy):
 
     The standard baseline of Golatkar et al. (CVPR 2020), Warnecke et al. (NDSS 2023) and Jia et al. (NeurIPS 2023),
     who fine-tune for 10 epochs with lr in [0.01, 0.1]; defaults: lr 0.01, SGD momentum 0.9, 10 epochs over the
-    retain set. The forget set only fixes the default budget; its ``weights`` do not enter the loss.
+    retain set. The forget set is not read, so ``unlearn`` runs without one; given, its ``weights`` do not enter
+    the loss.
     """
 
     defaults = {"lr": 0.01, "default_epochs": 10}
     retain = "required"
+    forget_set = "optional"
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, default_epochs: float) -> torch.nn.Module:
         stream = run.retain_stream()

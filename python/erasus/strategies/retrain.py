@@ -20,11 +20,12 @@ class Retrain(UnlearningStrategy):
     ``model_factory()`` builds the fresh model (default: a copy of ``model`` with every layer's
     ``reset_parameters()`` called under ``seed``); the recipe is ``lr``, ``epochs`` (passes over the retain
     set, default 30), ``optimizer``, ``momentum``, ``weight_decay`` and ``batch_size``. The forget set and its
-    ``weights`` are not used: nothing of them enters training.
+    ``weights`` are not used: nothing of them enters training, and ``unlearn`` runs without them.
     """
 
     defaults = {"lr": 0.05, "model_factory": None, "default_epochs": 30}
     retain = "required"
+    forget_set = "optional"
     gradient_based = False
 
     def _unlearn(
