@@ -102,4 +102,5 @@ def test_every_registered_selector_strategy_and_metric_class_is_exported():
         for name in registry.names():
             cls = registry.factory(name)
             if cls.__module__.startswith(module.__name__ + "."):  # third-party registrations are not ours to export
-                assert cls in exported, (module.__name__, name, cls.__name__)
+                assert cls in exported, (f"{cls.__name__} ({name!r}) is registered but not exported: import it in "
+                                         f"{module.__name__}/__init__.py and list it in __all__")

@@ -32,6 +32,7 @@ from .amnesiac import Amnesiac, AmnesiacRecorder
 from .bad_teacher import BadTeacher
 from .base import Run, UnlearningStrategy
 from .boundary_shrink import BoundaryShrink
+from .certified_newton import CertifiedNewton
 from .certified_removal import CertifiedRemoval
 from .dp_finetune import DPFinetune
 from .finetune import Finetune
@@ -56,6 +57,7 @@ from .scrub import Scrub
 from .sisa import SISA
 from .ssd import LFSSD, SSD
 from .unsir import Unsir
+from .vlm.modality_decoupling import ModalityDecouplingStrategy
 
 # The seed specification's class names. NegativeGradientStrategy is its plain negative-gradient baseline
 # (gradient ascent on the forget set, no retain term), i.e. erasus' gradient_ascent.
@@ -63,6 +65,7 @@ AmnesiacUnlearningStrategy = Amnesiac
 BadTeacherStrategy = BadTeacher
 BoundaryShrinkStrategy = BoundaryShrink
 CausalTracingStrategy = CausalTracing
+CertifiedNewtonStrategy = CertifiedNewton
 CertifiedRemovalStrategy = CertifiedRemoval
 DPFinetuneStrategy = DPFinetune
 DPOStrategy = DPO
@@ -92,16 +95,71 @@ UNDIALStrategy = UNDIAL
 UNSIRStrategy = Unsir
 
 __all__ = [
-    "DPO", "LFSSD", "NPO", "RMU", "SISA", "SSD", "UNDIAL",
-    "Amnesiac", "AmnesiacRecorder", "AmnesiacUnlearningStrategy", "BadTeacher", "BadTeacherStrategy",
-    "BoundaryShrink", "BoundaryShrinkStrategy", "CausalTracing", "CausalTracingStrategy", "CertifiedRemoval",
-    "CertifiedRemovalStrategy", "DPFinetune", "DPFinetuneStrategy", "DPOStrategy", "EmbeddingAlignment",
-    "EmbeddingAlignmentStrategy", "Finetune", "FinetuneStrategy", "ForgetTokenNPO", "ForgetTokenNPOStrategy", "FisherForgetting", "FisherForgettingStrategy",
-    "GradDiff", "GradDiffStrategy", "GradientAscent", "GradientAscentStrategy", "IdkDPO", "IdkDPOStrategy",
-    "L1Sparse", "L1SparseStrategy", "LFSSDStrategy", "MaskBased", "MaskBasedUnlearningStrategy", "NPOStrategy",
-    "NegGradPlus", "NegGradPlusStrategy", "NegativeGradientStrategy", "NeuronPruning", "NeuronPruningStrategy",
-    "RMUStrategy", "RandomLabel", "RandomLabelStrategy", "Retrain", "RetrainStrategy", "Run", "SCRUBStrategy",
-    "SISAStrategy", "SalUn", "SalUnStrategy", "Scrub", "SelectiveSynapticDampeningStrategy", "SimNPO",
-    "SimNPOStrategy", "UNDIALStrategy", "UNSIRStrategy",
-    "UnlearningStrategy", "Unsir",
+    "Amnesiac",
+    "AmnesiacRecorder",
+    "AmnesiacUnlearningStrategy",
+    "BadTeacher",
+    "BadTeacherStrategy",
+    "BoundaryShrink",
+    "BoundaryShrinkStrategy",
+    "CausalTracing",
+    "CausalTracingStrategy",
+    "CertifiedNewton",
+    "CertifiedNewtonStrategy",
+    "CertifiedRemoval",
+    "CertifiedRemovalStrategy",
+    "DPFinetune",
+    "DPFinetuneStrategy",
+    "DPO",
+    "DPOStrategy",
+    "EmbeddingAlignment",
+    "EmbeddingAlignmentStrategy",
+    "Finetune",
+    "FinetuneStrategy",
+    "FisherForgetting",
+    "FisherForgettingStrategy",
+    "ForgetTokenNPO",
+    "ForgetTokenNPOStrategy",
+    "GradDiff",
+    "GradDiffStrategy",
+    "GradientAscent",
+    "GradientAscentStrategy",
+    "IdkDPO",
+    "IdkDPOStrategy",
+    "L1Sparse",
+    "L1SparseStrategy",
+    "LFSSD",
+    "LFSSDStrategy",
+    "MaskBased",
+    "MaskBasedUnlearningStrategy",
+    "ModalityDecouplingStrategy",
+    "NPO",
+    "NPOStrategy",
+    "NegGradPlus",
+    "NegGradPlusStrategy",
+    "NegativeGradientStrategy",
+    "NeuronPruning",
+    "NeuronPruningStrategy",
+    "RMU",
+    "RMUStrategy",
+    "RandomLabel",
+    "RandomLabelStrategy",
+    "Retrain",
+    "RetrainStrategy",
+    "Run",
+    "SCRUBStrategy",
+    "SISA",
+    "SISAStrategy",
+    "SSD",
+    "SalUn",
+    "SalUnStrategy",
+    "Scrub",
+    "SelectiveSynapticDampeningStrategy",
+    "SimNPO",
+    "SimNPOStrategy",
+    "UNDIAL",
+    "UNDIALStrategy",
+    "UNSIRStrategy",
+    "UnlearningStrategy",
+    "Unsir",
 ]
