@@ -33,6 +33,19 @@ def wheel(tmp_path_factory) -> Path:
     return wheels[0]
 
 
+def _elf_sections(data: bytes) -> set[str]:
+    """Section names of a 64-bit little-endian ELF file (the section header table and its string table)."""
+    import struct
+
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not a 64-bit little-endian ELF file"
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    str_off, str_size = headers[shstrndx][4], headers[shstrndx][5]
+    table = data[str_off:str_off + str_size]
+    return {table[h[0]:table.index(b"\0", h[0])].decode() for h in headers if h[0]}
+
+
 def test_wheel_is_abi3_and_ships_the_kernels(wheel):
     assert "-cp310-abi3-" in wheel.name, wheel.name
     assert wheel.name.startswith("erasus_unlearn-")
@@ -40,6 +53,12 @@ def test_wheel_is_abi3_and_ships_the_kernels(wheel):
     assert any(n.startswith("erasus/kernels/") and n.endswith("__init__.py") for n in names), names
     assert any(n.startswith("erasus/_core") and n.endswith((".so", ".pyd")) for n in names), names
     assert "erasus/py.typed" in names and "erasus/_core.pyi" in names
+    # the release extension is stripped: no symbol table, no debug sections
+    so = next(n for n in names if n.startswith("erasus/_core") and n.endswith((".so", ".pyd")))
+    if so.endswith(".so"):
+        sections = _elf_sections(zipfile.ZipFile(wheel).read(so))
+        assert ".dynsym" in sections  # the parse found the section table
+        assert ".symtab" not in sections and not any(s.startswith(".debug") for s in sections), sections
     # the example configs ship as package data, for `erasus init`
     assert {"erasus/example_configs/unlearn_digits.yaml", "erasus/example_configs/evaluate_digits.yaml"} <= set(names)
     # the Triton kernels ship once, inside the package (top-level `kernels/` only links to them)
