@@ -121,7 +121,7 @@ class ErasusUnlearner:
         # names and options are checked before a model is loaded (a hub download can take minutes)
         self.strategy = get_strategy(strategy, **strategy_options) if isinstance(strategy, str) else strategy
         if isinstance(selector, str):
-            get_selector(selector, seed=int(seed), **dict(selector_options or {}))
+            get_selector(selector, seed=0 if seed is None else int(seed), **dict(selector_options or {}))
         self.tokenizer = None
         if model_name is not None:
             model, self.tokenizer = _load_named_model(model_name, device=device)
