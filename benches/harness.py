@@ -211,9 +211,9 @@ def herding_mixture(impl: str) -> Prepared:
 
 
 @case("knn-graph", impls=("erasus", "numpy"),
-      description="exact kNN graph, K=50, 50-cluster mixture, n=50k d=64 (objective: mean K-th distance)")
+      description="exact kNN graph, K=50, 50-cluster mixture, n=20k d=64 (objective: mean K-th distance)")
 def knn_graph(impl: str) -> Prepared:
-    x, k = mixture(50_000, 64, 50), 50
+    x, k = mixture(20_000, 64, 50), 50
     n, d = x.shape
     flops = 2.0 * n * n * d / 1e9  # the all-pairs GEMM (erasus computes half of it: symmetric tiles)
     if impl == "erasus":

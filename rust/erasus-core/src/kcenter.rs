@@ -39,7 +39,7 @@
 //! `sqrt` of them.
 
 use crate::distance::{
-    argmax_pair, cosine_distance, multiversion, sq_euclidean, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
+    argmax_pair, cosine_distance, multiversion, sq_euclidean, sq_euclidean_x4, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
 };
 use crate::error::{CoreError, Result};
 use crate::matrix::{check_k, MatrixView};
@@ -230,16 +230,19 @@ fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: 
     let prune = step.pruning.enabled && !step.center_dist.is_empty();
     let mut best = (SELECTED, usize::MAX);
     let mut skipped = 0usize;
-    for (off, (m, a)) in min_dist.iter_mut().zip(assign.iter_mut()).enumerate() {
+    let row = |i: usize| &step.data[i * d..(i + 1) * d];
+    let mut offer = |off: usize, m: &mut f32, a: &mut u32, q: Option<f32>| {
         if *m == SELECTED {
-            continue;
+            return;
         }
         let i = start + off;
         if prune && step.pruning.skips(step.center_dist[*a as usize], *m) {
             skipped += 1;
         } else {
-            let x_norm = step.norms.get(i).copied().unwrap_or(0.0);
-            let q = distance(step.metric, &step.data[i * d..(i + 1) * d], c_row, x_norm, c_norm);
+            let q = q.unwrap_or_else(|| {
+                let x_norm = step.norms.get(i).copied().unwrap_or(0.0);
+                distance(step.metric, row(i), c_row, x_norm, c_norm)
+            });
             if q < *m {
                 *m = q;
                 *a = step.position;
@@ -248,6 +251,23 @@ fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: 
         if *m > best.0 || best.1 == usize::MAX {
             best = (*m, i);
         }
+    };
+    let n = min_dist.len();
+    let mut off = 0;
+    // Euclidean rows four at a time (a shared fold); a skipped or selected row wastes its slot,
+    // which is rare in this phase (it ends once half the points are skipped).
+    if step.metric == Metric::Euclidean {
+        while off + 4 <= n {
+            let i = start + off;
+            let q = sq_euclidean_x4([row(i), row(i + 1), row(i + 2), row(i + 3)], c_row);
+            for r in 0..4 {
+                offer(off + r, &mut min_dist[off + r], &mut assign[off + r], Some(q[r]));
+            }
+            off += 4;
+        }
+    }
+    for o in off..n {
+        offer(o, &mut min_dist[o], &mut assign[o], None);
     }
     (best, skipped)
 }
