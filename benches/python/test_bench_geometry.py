@@ -1,6 +1,11 @@
 """erasus k-center / herding side by side with a vectorized numpy reference and a DeepCore-style torch
 k-center, in the same run, with identical outputs asserted.
 
+Speed claims come from ``python benches/harness.py`` (fresh processes, alternating rounds, best of 1 and
+2 BLAS threads, load checked); this file's in-process timings let OpenBLAS spin two GEMV threads under
+load (numpy measured 100x too slow here once) and are kept for the output checks: picks against the
+float64 greedy, objectives, memory.
+
 Sizes: n = ERASUS_BENCH_N (default 50_000), d = 64, k = n / 10. Run with
 ``pytest benches/python/test_bench_geometry.py --benchmark-only -s``; the summary printed at the end
 (median seconds, objective, extra peak RSS) is what benches/README.md records.

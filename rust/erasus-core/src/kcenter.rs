@@ -31,8 +31,10 @@
 //! ICML 2003) applied to Gonzalez' greedy; it is erasus' own code, there is no reference
 //! implementation of this variant to follow.
 //!
-//! Memory beyond the caller's matrix: 8 bytes per sample (nearest-center distance f32 + row id or
-//! center id u32), plus 4 bytes per sample for the row norms under the cosine metric, plus O(k).
+//! Memory beyond the caller's matrix: 8 bytes per sample (nearest-center distance f32 + center id
+//! u32 in the flat phase, row id u32 in the grouped one; both for the one step that switches, and a
+//! group's vectors may hold up to twice their length), plus 4 bytes per sample for the row norms
+//! under the cosine metric, plus O(k): O(n) in all.
 //! Cosine distance `1 - cos` is not a metric, but `sqrt(1 - cos)` is (half the chord length between
 //! the unit vectors; a zero row, at distance 1 from everything, keeps the triangle inequality), which
 //! gives the flat test `s(c, a_i) < 4 s(x_i, a_i)` on cosine distances and the grouped tests on
