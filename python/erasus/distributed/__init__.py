@@ -1,0 +1,7 @@
+"""Selection beyond one machine: two-round GreeDi / composable k-center coresets whose partitions are Ray
+tasks or torch.distributed ranks running the Rust core. Needs the ``distributed`` extra (``ray``) for
+``backend="ray"``; accelerate configs for DDP / FSDP / DeepSpeed unlearning live in ``configs/accelerate``."""
+
+from .select import select_distributed
+
+__all__ = ["select_distributed"]

@@ -1,0 +1,124 @@
+"""The per-partition work of the two-round distributed selection, independent of the engine that runs it.
+
+GreeDi (Mirzasoleiman, Karbasi, Sarkar & Krause, "Distributed Submodular Maximization: Identifying
+Representative Elements in Massive Data", NeurIPS 2013): round 1 runs the greedy for ``k`` on each of the
+``m`` partitions ``V_1 .. V_m``; round 2 runs it on the union of the ``m`` local solutions; the answer is the
+best, on the full objective ``f`` over all ``n`` rows, of the merged solution and the local ones. For monotone
+submodular ``f`` this is a ``(1 - 1/e)^2 / min(m, k)`` approximation in the worst case and close to the
+centralized greedy on data with geometric structure (the paper's Theorem 4.2 and experiments).
+
+Composable k-center coresets (Malkomes, Kusner, Chen, Weinberger & Moseley, "Fast Distributed k-Center
+Clustering with Outliers on Massive Data", NeurIPS 2015): Gonzalez' greedy (a 2-approximation) on every
+partition, then again on the union of the ``m k`` local centers; the result is a 4-approximation of
+``min_S max_i min_{j in S} d(x_i, x_j)``. As for GreeDi the better (smaller radius over all rows) of the
+merged and the local solutions is returned, which can only lower the radius.
+
+The functions here run inside a Ray task or on a torch.distributed rank; they only see their own rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from ..registry import get_selector
+
+__all__ = ["METHODS", "evaluate_candidates", "local_greedy", "pick_best", "union_greedy"]
+
+#: methods with a two-round distributed algorithm and an objective that is a sum (or max) over rows
+METHODS = ("facility_location", "craig", "kcenter")
+_ROW_BLOCK = 16384
+
+
+def local_greedy(x: np.ndarray, k: int, method: str, *, seed: int, options: dict[str, Any],
+                 offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Round 1 on one partition: the single-machine selector's picks as global row ids, and their feature rows."""
+    kk = min(k, x.shape[0])
+    sel = get_selector(method, seed=seed, **options).select(kk, features=x)
+    return sel.indices + offset, np.ascontiguousarray(x[sel.indices], dtype=np.float32)
+
+
+def union_greedy(ids: np.ndarray, feats: np.ndarray, k: int, method: str, *, seed: int,
+                 options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Round 2: the single-machine selector on the union of the local picks (global ids and their rows)."""
+    if feats.shape[0] < k:
+        raise InvalidInputError(f"the partitions' picks hold {feats.shape[0]} rows, fewer than k = {k}")
+    sel = get_selector(method, seed=seed, **options).select(k, features=feats)
+    return ids[sel.indices], np.ascontiguousarray(feats[sel.indices])
+
+
+def _similarity(method: str, options: dict[str, Any]) -> str:
+    if method == "kcenter":
+        return "cosine_distance" if options.get("metric", "euclidean") == "cosine" else "euclidean_distance"
+    return str(options.get("similarity", "craig"))
+
+
+def evaluate_candidates(x: np.ndarray, candidates: list[np.ndarray], method: str, *,
+                        options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """This partition's share of the full objective of every candidate set (rows ``(k, d)`` each).
+
+    Returns ``(values, counts)``: ``values[c]`` is, over this partition's rows,
+      - facility location / CRAIG with ``similarity="craig"``: ``sum_i min_j ||x_i - c_j||`` (CRAIG's cost;
+        ``f = n D_max - cost``, so a smaller cost is a larger ``f`` without the global ``O(n^2)`` ``D_max``),
+      - ``"cosine"``: ``sum_i max(0, max_j cos(x_i, c_j))`` (0 for zero rows), ``"rbf"``: ``sum_i max_j
+        exp(-gamma ||x_i - c_j||^2)`` with ``gamma`` defaulting to ``1/d`` — as the single-machine selector,
+      - k-center: ``max_i min_j d(x_i, c_j)`` (covering radius);
+    ``counts[c, j]`` is how many rows have ``c_j`` as their nearest element (the first on ties).
+    Distances are computed in float64.
+    """
+    sim = _similarity(method, options)
+    n, d = x.shape
+    k = candidates[0].shape[0]
+    values = np.zeros(len(candidates), dtype=np.float64)
+    counts = np.zeros((len(candidates), k), dtype=np.int64)
+    cosine = sim in ("cosine", "cosine_distance")
+    gamma = options.get("gamma") or 1.0 / d
+    cands = []
+    for c in candidates:
+        c = np.asarray(c, dtype=np.float64)
+        if cosine:
+            norm = np.linalg.norm(c, axis=1, keepdims=True)
+            c = np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
+        cands.append((c, np.einsum("ij,ij->i", c, c)))
+    for r0 in range(0, n, _ROW_BLOCK):
+        xb = np.asarray(x[r0:r0 + _ROW_BLOCK], dtype=np.float64)
+        if cosine:
+            norm = np.linalg.norm(xb, axis=1, keepdims=True)
+            xb = np.divide(xb, norm, out=np.zeros_like(xb), where=norm > 0)
+        xn = np.einsum("ij,ij->i", xb, xb)
+        for t, (c, cn) in enumerate(cands):
+            dot = xb @ c.T
+            if cosine:
+                # rows or picks that are zero have cosine 0 to everything (distance 1), as in the Rust core
+                s = dot
+                nearest = np.argmax(s, axis=1)
+                best = s[np.arange(len(xb)), nearest]
+                if sim == "cosine":
+                    values[t] += float(np.maximum(best, 0.0).sum())
+                else:
+                    values[t] = max(values[t], float((1.0 - best).max()))
+            else:
+                d2 = np.maximum(xn[:, None] + cn[None, :] - 2.0 * dot, 0.0)
+                nearest = np.argmin(d2, axis=1)
+                best = d2[np.arange(len(xb)), nearest]
+                if sim == "craig":
+                    values[t] += float(np.sqrt(best).sum())
+                elif sim == "rbf":
+                    values[t] += float(np.exp(-gamma * best).sum())
+                else:
+                    values[t] = max(values[t], float(np.sqrt(best.max())))
+            counts[t] += np.bincount(nearest, minlength=k)
+    return values, counts
+
+
+def lower_is_better(method: str, options: dict[str, Any]) -> bool:
+    """Whether the reduced value of :func:`evaluate_candidates` is a cost (CRAIG cost, covering radius)."""
+    return method == "kcenter" or _similarity(method, options) == "craig"
+
+
+def pick_best(values: np.ndarray, method: str, options: dict[str, Any]) -> int:
+    """The winning candidate (0 = the merged solution; ties go to the earlier candidate)."""
+    v = -values if lower_is_better(method, options) else values
+    return int(np.flatnonzero(v == v.max())[0])
