@@ -82,6 +82,7 @@ _LAZY = {
     "metrics": "erasus.metrics",
     "selectors": "erasus.selectors",
     "config": "erasus.config",
+    "distributed": "erasus.distributed",
 }
 
 
@@ -107,6 +108,7 @@ __all__ = [
     "RegistryError",
     "Selection",
     "__version__",
+    "distributed",
     "features",
     "get_metric",
     "get_model",

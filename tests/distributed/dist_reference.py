@@ -43,7 +43,7 @@ def brute_score(x: np.ndarray, ids: np.ndarray, method: str, similarity: str = "
     return float(value), np.bincount(nearest, minlength=len(ids))
 
 
-def two_rounds_by_hand(x: np.ndarray, k: int, method: str, m: int, seed: int, **opts):
+def two_rounds_by_hand(x: np.ndarray, k: int, method: str, m: int, seed: int, score_locals: bool = True, **opts):
     """GreeDi / composable coreset written out with the single-machine selector: returns (ids, value, counts)."""
     local = []
     for lo, hi in bounds(len(x), m):
@@ -51,7 +51,7 @@ def two_rounds_by_hand(x: np.ndarray, k: int, method: str, m: int, seed: int, **
         local.append(sel.indices + lo)
     union = np.concatenate(local)
     merged = union[erasus.select(x[union], k, method, seed=seed, **opts).indices]
-    cands = [merged] + [c for c in local if len(c) == k]
+    cands = [merged] + ([c for c in local if len(c) == k] if score_locals else [])
     scored = [brute_score(x, c, method, opts.get("similarity", "craig"), opts.get("metric", "euclidean")) for c in cands]
     values = np.array([s[0] for s in scored])
     cost = method == "kcenter" or opts.get("similarity", "craig") == "craig"

@@ -77,6 +77,16 @@ def test_npy_shards_and_shuffle_map_to_global_rows(local_ray, tmp_path):
     assert shuffled.objective == pytest.approx(value, rel=1e-9)
 
 
+@pytest.mark.parametrize("method", ["kcenter", "facility_location"])
+def test_merged_only_scoring(local_ray, method):
+    """score_locals=False returns the round-2 solution (Malkomes et al. as published), scored on all rows."""
+    sel = select_distributed(X, 10, method, partitions=4, seed=1, score_locals=False, progress=False)
+    ids, value, _ = two_rounds_by_hand(X, 10, method, 4, seed=1, score_locals=False)
+    np.testing.assert_array_equal(sel.indices, ids)
+    assert sel.objective == pytest.approx(value, rel=1e-9)
+    assert sel.metadata["winner"] == "merged" and len(sel.metadata["candidate_objectives"]) == 1
+
+
 def test_ray_dataset_source(local_ray):
     ds = ray.data.from_numpy(X).repartition(5)
     sel = select_distributed(ds, 10, "facility_location", partitions=4, seed=0, progress=False)

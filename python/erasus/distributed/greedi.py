@@ -75,41 +75,42 @@ def evaluate_candidates(x: np.ndarray, candidates: list[np.ndarray], method: str
     counts = np.zeros((len(candidates), k), dtype=np.int64)
     cosine = sim in ("cosine", "cosine_distance")
     gamma = options.get("gamma") or 1.0 / d
-    cands = []
-    for c in candidates:
-        c = np.asarray(c, dtype=np.float64)
-        if cosine:
-            norm = np.linalg.norm(c, axis=1, keepdims=True)
-            c = np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
-        cands.append((c, np.einsum("ij,ij->i", c, c)))
+    # all candidates in one float64 GEMM per row block; ||x||^2 is constant along a row, so the nearest pick
+    # is the argmin of ||c||^2 - 2 x.c and ||x||^2 is only added back for the chosen entries
+    c = np.concatenate([np.asarray(cand, dtype=np.float64) for cand in candidates])
+    if cosine:
+        norm = np.linalg.norm(c, axis=1, keepdims=True)
+        c = np.divide(c, norm, out=np.zeros_like(c), where=norm > 0)
+    cn = np.einsum("ij,ij->i", c, c)
     for r0 in range(0, n, _ROW_BLOCK):
         xb = np.asarray(x[r0:r0 + _ROW_BLOCK], dtype=np.float64)
         if cosine:
             norm = np.linalg.norm(xb, axis=1, keepdims=True)
             xb = np.divide(xb, norm, out=np.zeros_like(xb), where=norm > 0)
-        xn = np.einsum("ij,ij->i", xb, xb)
-        for t, (c, cn) in enumerate(cands):
-            dot = xb @ c.T
-            if cosine:
-                # rows or picks that are zero have cosine 0 to everything (distance 1), as in the Rust core
-                s = dot
-                nearest = np.argmax(s, axis=1)
-                best = s[np.arange(len(xb)), nearest]
-                if sim == "cosine":
-                    values[t] += float(np.maximum(best, 0.0).sum())
-                else:
-                    values[t] = max(values[t], float((1.0 - best).max()))
+        g = xb @ c.T
+        if not cosine:
+            xn = np.einsum("ij,ij->i", xb, xb)
+            g *= -2.0
+            g += cn
+        g3 = g.reshape(len(xb), len(candidates), k)
+        nearest = np.argmax(g3, axis=2) if cosine else np.argmin(g3, axis=2)  # (rows, candidates)
+        best = np.take_along_axis(g3, nearest[:, :, None], axis=2)[:, :, 0]
+        if cosine:
+            # rows or picks that are zero have cosine 0 to everything (distance 1), as in the Rust core
+            if sim == "cosine":
+                values += np.maximum(best, 0.0).sum(axis=0)
             else:
-                d2 = np.maximum(xn[:, None] + cn[None, :] - 2.0 * dot, 0.0)
-                nearest = np.argmin(d2, axis=1)
-                best = d2[np.arange(len(xb)), nearest]
-                if sim == "craig":
-                    values[t] += float(np.sqrt(best).sum())
-                elif sim == "rbf":
-                    values[t] += float(np.exp(-gamma * best).sum())
-                else:
-                    values[t] = max(values[t], float(np.sqrt(best.max())))
-            counts[t] += np.bincount(nearest, minlength=k)
+                values = np.maximum(values, (1.0 - best).max(axis=0))
+        else:
+            best = np.maximum(best + xn[:, None], 0.0)
+            if sim == "craig":
+                values += np.sqrt(best).sum(axis=0)
+            elif sim == "rbf":
+                values += np.exp(-gamma * best).sum(axis=0)
+            else:
+                values = np.maximum(values, np.sqrt(best.max(axis=0)))
+        flat = (nearest + np.arange(len(candidates)) * k).ravel()
+        counts += np.bincount(flat, minlength=len(candidates) * k).reshape(len(candidates), k)
     return values, counts
 
 

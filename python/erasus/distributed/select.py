@@ -170,6 +170,7 @@ def select_distributed(
     seed: int = 0,
     shuffle: bool = False,
     column: str | None = None,
+    score_locals: bool = True,
     task_cpus: float = 1.0,
     progress: bool = True,
     **options: Any,
@@ -194,6 +195,9 @@ def select_distributed(
         backend: ``"ray"`` (uses the running Ray, ``ray.init()`` by the caller, or starts a local one) or
             ``"torch"`` (``torch.distributed`` must be initialized; every rank gets the same selection).
         seed: the selectors' seed (and the shuffle's); the same call gives the same indices.
+        score_locals: also score every partition's own solution on all rows and keep the best (GreeDi's
+            ``max(f(A_merged), max_i f(A_i))``); ``False`` scores the merged solution only (Malkomes et al.'s
+            algorithm as published), which makes the scoring pass ``O(n k d)`` instead of ``O(m n k d)``.
         task_cpus: CPUs Ray reserves per partition task.
         options: the single-machine selector's options (``similarity=``, ``neighbors=``, ``optimizer=``,
             ``metric=`` ...).
@@ -216,11 +220,12 @@ def select_distributed(
     _check_method(method, seed, options)
     if backend == "ray":
         return _select_ray(source, k, method, partitions=partitions, seed=seed, shuffle=shuffle, column=column,
-                           task_cpus=task_cpus, progress=progress, options=options)
+                           score_locals=bool(score_locals), task_cpus=task_cpus, progress=progress, options=options)
     if backend == "torch":
         from .torch_backend import select_torch
 
-        return select_torch(source, k, method, partitions=partitions, seed=seed, options=options)
+        return select_torch(source, k, method, partitions=partitions, seed=seed, score_locals=bool(score_locals),
+                            options=options)
     raise InvalidInputError(f"unknown backend {backend!r}; expected 'ray' or 'torch'")
 
 
@@ -238,7 +243,8 @@ def finish(k: int, method: str, n: int, m: int, seed: int, options: dict[str, An
 
 
 def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, seed: int, shuffle: bool,
-                column: str | None, task_cpus: float, progress: bool, options: dict[str, Any]) -> Selection:
+                column: str | None, score_locals: bool, task_cpus: float, progress: bool,
+                options: dict[str, Any]) -> Selection:
     from ..errors import require
 
     ray = require("ray", "distributed", purpose="select_distributed(backend='ray')")
@@ -279,7 +285,7 @@ def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, see
     ids = np.concatenate([loc[0] for loc in local])
     feats = np.concatenate([loc[1] for loc in local])
     merged_ids, merged_feats = greedi.union_greedy(ids, feats, k, method, seed=seed, options=options)
-    local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k]
+    local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k] if score_locals else []
     cand_ids = [merged_ids] + [local[p][0] for p in local_of]
     cand_ref = ray.put([merged_feats] + [local[p][1] for p in local_of])
     scored = gather([evaluate.remote(method, options, cand_ref, *args(p, s)) for p, s in zip(parts, specs)],

@@ -19,7 +19,7 @@ from . import greedi
 __all__ = ["select_torch"]
 
 
-def select_torch(source: Any, k: int, method: str, *, partitions: int | None, seed: int,
+def select_torch(source: Any, k: int, method: str, *, partitions: int | None, seed: int, score_locals: bool,
                  options: dict[str, Any]) -> Selection:
     torch = require("torch", "dev", purpose="select_distributed(backend='torch')")
     dist = torch.distributed
@@ -56,7 +56,7 @@ def select_torch(source: Any, k: int, method: str, *, partitions: int | None, se
         box[0] = greedi.union_greedy(ids, feats, k, method, seed=seed, options=options)
     dist.broadcast_object_list(box, src=0)
     merged_ids, merged_feats = box[0]
-    local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k]
+    local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k] if score_locals else []
     cand_ids = [merged_ids] + [local[p][0] for p in local_of]
     cands = [merged_feats] + [local[p][1] for p in local_of]
     scored = all_gather(greedi.evaluate_candidates(x, cands, method, options=options))
