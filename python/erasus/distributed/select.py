@@ -301,8 +301,24 @@ def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, see
 
 def _round1_task(k: int, method: str, seed: int, options: dict[str, Any], part: _Part,
                  *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from .. import _core
+
+    # the Rust pool defaults to every core of the node; a task gets the CPUs Ray reserved for it
+    threads = max(1, int(ray_cpus()))
+    if _core.get_num_threads() != threads:
+        _core.set_num_threads(threads)
     return _in_part(part, lambda: greedi.local_greedy(part.load(blocks), k, method, seed=seed, options=options,
                                                       offset=part.offset))
+
+
+def ray_cpus() -> float:
+    """CPUs Ray assigned to the running task (1 outside a task)."""
+    import ray
+
+    try:
+        return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    except Exception:
+        return 1.0
 
 
 def _evaluate_task(method: str, options: dict[str, Any], candidates: list[np.ndarray], part: _Part,
