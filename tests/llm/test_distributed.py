@@ -42,15 +42,16 @@ def _check_ranks_match_single_process(model, forget, workdir) -> None:
 
 
 def test_accelerate_launch_two_cpu_processes_match_single_process_npo(memorised, tmp_path):
-    """The command the README documents. ``--cpu`` would start one process (accelerate's multi-CPU mode needs
-    mpirun); ``--multi_gpu`` with no visible GPU runs torch.distributed.run, and PartialState picks gloo."""
+    """The command the README documents, with configs/accelerate/ddp.yaml. ``--cpu`` would start one process
+    (accelerate's multi-CPU mode needs mpirun); ``distributed_type: MULTI_GPU`` with no visible GPU runs
+    torch.distributed.run, and PartialState picks gloo."""
     pytest.importorskip("accelerate")
     model, forget, _ = memorised
     torch.save(model.state_dict(), tmp_path / "start.pt")
     script = Path(__file__).with_name("accelerate_npo.py")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "ddp.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
            "--main_process_port", str(_free_port()), str(script), str(tmp_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
