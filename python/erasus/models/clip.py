@@ -53,10 +53,16 @@ def is_clip_config(path: str | os.PathLike[str]) -> bool:
     return model_type in ("clip", "clip_vision_model", "clip_text_model", "siglip", "chinese_clip")
 
 
-def load_clip(name_or_path: str | os.PathLike[str], *, device: Any = None) -> tuple[nn.Module, Any]:
-    """``(CLIPModel, CLIPProcessor or None)`` from a local folder or hub id (``AutoModel`` by its config)."""
+def load_clip(name_or_path: str | os.PathLike[str], *, device: Any = None, attn_implementation: str = "eager"
+              ) -> tuple[nn.Module, Any]:
+    """``(CLIPModel, CLIPProcessor or None)`` from a local folder or hub id (``AutoModel`` by its config).
+
+    ``attn_implementation="eager"`` by default: PyTorch's fused CPU attention kernel has neither a double-backward
+    nor a forward-mode derivative, so influence selectors (Hessian-vector products) and ``torch.func`` per-sample
+    gradients fail through it; pass ``"sdpa"`` for speed when only first-order methods run.
+    """
     transformers = require("transformers", "llm", purpose="loading CLIP models")
-    model = transformers.AutoModel.from_pretrained(str(name_or_path))
+    model = transformers.AutoModel.from_pretrained(str(name_or_path), attn_implementation=attn_implementation)
     try:
         processor = transformers.AutoProcessor.from_pretrained(str(name_or_path))
     except (OSError, ValueError, TypeError):
@@ -88,11 +94,13 @@ class CLIPWrapper(nn.Module):
         processor: the ``CLIPProcessor`` (or tokenizer) that turns images and captions into model inputs;
             loaded with the checkpoint when a path is given.
         device: move the model there.
+        attn_implementation: attention kernel when loading from a path (``"eager"``, see :func:`load_clip`).
 
     ``get_model("clip", model_or_path=...)`` builds one from the registry.
     """
 
-    def __init__(self, model_or_path: Any = None, *, processor: Any = None, device: Any = None) -> None:
+    def __init__(self, model_or_path: Any = None, *, processor: Any = None, device: Any = None,
+                 attn_implementation: str = "eager") -> None:
         super().__init__()
         if model_or_path is None:
             raise InvalidInputError("CLIPWrapper needs a CLIP model, a (vision, text) pair or a checkpoint path")
@@ -100,7 +108,7 @@ class CLIPWrapper(nn.Module):
             processor = processor if processor is not None else model_or_path.processor
             model_or_path = model_or_path.model
         if isinstance(model_or_path, (str, os.PathLike)):
-            model_or_path, loaded = load_clip(model_or_path, device=device)
+            model_or_path, loaded = load_clip(model_or_path, device=device, attn_implementation=attn_implementation)
             processor = processor if processor is not None else loaded
         if isinstance(model_or_path, (tuple, list)):
             if len(model_or_path) != 2 or not all(isinstance(m, nn.Module) for m in model_or_path):
@@ -379,6 +387,9 @@ def small_clip(*, image_size: int = 32, patch_size: int = 8, channels: int = 3, 
                   intermediate_size=2 * hidden_size, num_hidden_layers=num_layers, num_attention_heads=num_heads,
                   projection_dim=projection_dim)
     config = transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+    # plain attention: torch.func's vmap and forward-mode AD (per-sample gradients, influence HVPs) have no rules
+    # for the fused SDPA kernel on CPU, and at this size the fused kernel buys nothing
+    config._attn_implementation = "eager"
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = transformers.CLIPModel(config)

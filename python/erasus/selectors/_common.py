@@ -294,8 +294,29 @@ def trainable_subset(model: Any, params: str | Sequence[str] | None) -> list[str
     return names
 
 
+class _Method:
+    """An ``nn.Module`` whose forward is another module's method, so ``functional_call`` can run that method."""
+
+    def __new__(cls, model: Any, name: str) -> Any:
+        import torch
+
+        class Call(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.m = model
+
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
+                return getattr(self.m, name)(*args, **kwargs)
+
+        return Call()
+
+
 class _Bound:
-    """Calls ``model`` with some parameters replaced (``torch.func.functional_call``), for task adapters."""
+    """Calls ``model`` with some parameters replaced (``torch.func.functional_call``), for task adapters.
+
+    Methods (e.g. CLIP's ``get_image_features``) run with the replaced parameters too, and parameter attributes
+    (``logit_scale``) resolve to their replacement, so adapters that call more than ``forward`` see one model.
+    """
 
     def __init__(self, model: Any, params: dict[str, Any]) -> None:
         self.model, self.params = model, params
@@ -305,6 +326,22 @@ class _Bound:
         from torch.func import functional_call
 
         return functional_call(self.model, self.params, args, kwargs, strict=False)
+
+    def __getattr__(self, name: str) -> Any:
+        import torch
+        from torch.func import functional_call
+
+        if name.startswith("__") or name in ("model", "params", "config"):
+            raise AttributeError(name)
+        attr = getattr(self.model, name)
+        if isinstance(attr, torch.Tensor):
+            key = next((k for k, p in self.model.named_parameters() if p is attr), None)
+            return self.params.get(key, attr) if key is not None else attr
+        if not callable(attr):
+            return attr
+        call = _Method(self.model, name)
+        params = {f"m.{k}": v for k, v in self.params.items()}
+        return lambda *args, **kwargs: functional_call(call, params, args, kwargs, strict=False)
 
 
 def _flat_loss(model: Any, names: list[str], task: Any) -> tuple[Any, Any, Any]:
@@ -333,6 +370,7 @@ def per_sample_grads(model: Any, data: Any, *, task: Any = None, params: str | S
     from torch.utils._pytree import tree_map
 
     t, loader = _task_and_loader(model, data, task, batch_size)
+    t = t.separable(model, loader)  # each vmapped sample is a batch of one: its loss must not need the others
     names = trainable_subset(model, params)
     theta0, _, losses = _flat_loss(model, names, t)
     device = theta0.device
@@ -342,11 +380,25 @@ def per_sample_grads(model: Any, data: Any, *, task: Any = None, params: str | S
         return losses(theta, batch).sum()
 
     g_one = vmap(grad(one), in_dims=(None, 0))
+
+    def batch_grads(batch: Any) -> Any:
+        try:
+            return g_one(theta0, batch)
+        except RuntimeError as exc:
+            # vmap cannot trace data-dependent control flow (transformers' attention-mask checks); one sample at
+            # a time gives the same gradients
+            if "vmap" not in str(exc).lower() and "data-dependent" not in str(exc).lower():
+                raise
+            size = t.batch_size(batch)
+            pick = lambda i: tree_map(lambda a: a[i] if isinstance(a, torch.Tensor) and a.ndim and  # noqa: E731
+                                      a.shape[0] == size else a, batch)
+            return torch.stack([grad(one)(theta0, pick(i)) for i in range(size)])
+
     out, ys = [], []
     with eval_mode(model):
         for batch in loader:
             batch = t.to_device(batch, device)
-            out.append(g_one(theta0, batch).detach().cpu())
+            out.append(batch_grads(batch).detach().cpu())
             try:
                 ys.append(t.labels(batch).cpu())
             except InvalidInputError:
