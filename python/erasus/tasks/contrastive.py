@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..errors import ErasusTypeError, InvalidInputError
 from .base import Batch, Task, register_task
 
-__all__ = ["ContrastiveTask", "embedding_of", "image_embeddings", "text_embeddings", "logit_scale_of",
+__all__ = ["ContrastiveTask", "concat_pair_batches", "embedding_of", "image_embeddings", "text_embeddings", "logit_scale_of",
            "symmetric_info_nce", "split_pair_batch"]
 
 #: CLIP clamps its learned temperature so that logits are at most 100x the cosine similarity
@@ -112,6 +112,20 @@ def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
     target = torch.arange(logits.shape[0], device=logits.device)
     logits = logits.float()
     return 0.5 * (F.cross_entropy(logits, target, reduction="none") + F.cross_entropy(logits.T, target, reduction="none"))
+
+
+def concat_pair_batches(*batches: Batch) -> dict[str, torch.Tensor]:
+    """One dict batch holding the pairs of every batch in order (texts right-padded to the longest, mask 0)."""
+    parts = [split_pair_batch(b) for b in batches]
+    length = max(ids.shape[1] for _, ids, _ in parts)
+    images, ids_out, masks = [], [], []
+    for im, ids, mask in parts:
+        mask = torch.ones_like(ids) if mask is None else mask
+        pad = length - ids.shape[1]
+        images.append(im)
+        ids_out.append(F.pad(ids, (0, pad)))
+        masks.append(F.pad(mask, (0, pad)))
+    return {"pixel_values": torch.cat(images), "input_ids": torch.cat(ids_out), "attention_mask": torch.cat(masks)}
 
 
 def _images_of(batch: Batch) -> torch.Tensor:

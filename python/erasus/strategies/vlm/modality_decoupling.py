@@ -9,7 +9,8 @@ from tqdm.auto import tqdm
 
 from ...errors import InvalidInputError, NonFiniteError
 from ...registry import register_strategy
-from ..base import Run, UnlearningStrategy
+from ...tasks.contrastive import concat_pair_batches
+from ..base import Run, UnlearningStrategy, weighted
 from .common import contrastive_task, frozen_except, tower_parameters
 
 __all__ = ["ModalityDecouplingStrategy"]
@@ -22,7 +23,10 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
     (and its projection) at ``text_lr``:
 
     * forget: ``theta <- theta + eta_m * grad L_f``, ``L_f = sum_i w_i l_i / sum_i w_i`` the weighted
-      symmetric InfoNCE of forget pairs (gradient ascent on the contrastive loss);
+      symmetric InfoNCE of forget pairs (gradient ascent on the contrastive loss), each scored against the forget
+      batch and, with ``contrast_retain=True`` (default, when retain data is given), a retain batch as extra
+      negatives: pairs of one concept are near-indistinguishable among themselves, so their in-batch InfoNCE has
+      almost no gradient (``dl/dv_i = s sum_j (p_ij - [i=j]) t_j ~ 0`` when every ``t_j`` is alike);
     * retain: ``theta <- theta - eta_m * grad (alignment_weight * L_r)``, ``L_r`` the InfoNCE of a retain batch,
       which re-aligns the retain pairs the forget phase pulled apart (the "forgetting cascade").
 
@@ -33,12 +37,12 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
     this method; its defaults (``vision_lr=1e-5``, ``text_lr=1e-4``, AdamW) are the specification's example.
     """
 
-    defaults = {"vision_lr": 1e-5, "text_lr": 1e-4, "alignment_weight": 1.0, "default_epochs": 5,
-                "optimizer": "adamw"}
+    defaults = {"vision_lr": 1e-5, "text_lr": 1e-4, "alignment_weight": 1.0, "contrast_retain": True,
+                "default_epochs": 5, "optimizer": "adamw"}
     retain = "optional"
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, vision_lr: float, text_lr: float, alignment_weight: float,
-                 default_epochs: float) -> torch.nn.Module:
+                 contrast_retain: bool, default_epochs: float) -> torch.nn.Module:
         task = contrastive_task(run.task, self.registry_name)
         for name, value in (("vision_lr", vision_lr), ("text_lr", text_lr), ("alignment_weight", alignment_weight)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
@@ -53,7 +57,7 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
             raise InvalidInputError("the towers with a non-zero learning rate have no trainable parameters")
         steps = run.num_steps(default_epochs)
         forget = run.forget_stream()
-        retain = run.retain_stream() if run.retain is not None and alignment_weight > 0 else None
+        retain = run.retain_stream() if run.retain is not None else None
         with frozen_except(model, trainable):
             for g in groups:
                 g["params"] = [p for p in g["params"] if p.requires_grad]
@@ -63,10 +67,15 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
                        leave=False)
             for step in bar:
                 batch, w = next(forget)
-                forget_loss = task.loss(model, batch, weights=w)
+                if retain is not None and contrast_retain:
+                    n = task.batch_size(batch)
+                    losses = task.per_sample_loss(model, concat_pair_batches(batch, next(retain)))[:n]
+                    forget_loss = weighted(losses, w)
+                else:
+                    forget_loss = task.loss(model, batch, weights=w)
                 self._step(opt, -forget_loss, step, "forget")
                 value = -float(forget_loss.detach())
-                if retain is not None:
+                if retain is not None and alignment_weight > 0:
                     retain_loss = alignment_weight * task.loss(model, next(retain))
                     self._step(opt, retain_loss, step, "retain")
                     value += float(retain_loss.detach())
