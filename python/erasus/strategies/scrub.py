@@ -66,6 +66,25 @@ class _OneForward(torch.nn.Module):
             self._key, self._out = key, self.model(*args, **kwargs)
         return self._out
 
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pass
+        # task adapters that call model methods (CLIP's get_image_features) get the same once-per-input caching
+        attr = getattr(self.__dict__["_modules"]["model"], name)
+        if not callable(attr) or isinstance(attr, torch.Tensor):
+            return attr
+        calls = self.__dict__.setdefault("_calls", {})
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            key = (name, *(id(a) for a in args), *((k, id(v)) for k, v in sorted(kwargs.items())))
+            if key not in calls:
+                calls[key] = attr(*args, **kwargs)
+            return calls[key]
+
+        return call
+
 
 @register_strategy("scrub")
 class Scrub(UnlearningStrategy):
