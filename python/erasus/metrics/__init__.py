@@ -13,7 +13,8 @@ from .accuracy import AccuracyMetric
 from .base import GROUPS, Metric
 from .calibration import ACEMetric, BrierMetric, ECEMetric, MCEMetric
 from .classification import AUROCMetric, BalancedAccuracyMetric, CohenKappaMetric, F1Metric, MCCMetric
-from .contrastive import CascadeMetric, MatchedPairCosineMetric, RetrievalMetric, ZeroShotAccuracyMetric
+from .contrastive import (CascadeMetric, ContrastiveMIAMetric, MatchedPairCosineMetric, RetrievalMetric,
+                          ZeroShotAccuracyMetric)
 from .cost import ModelSizeMetric, SpeedupMetric
 from .divergence import ActivationDistanceMetric, JSDivergenceMetric, KLDivergenceMetric
 from .efficiency import EfficiencyMetric, EfficiencyTracker, track_efficiency
@@ -64,6 +65,7 @@ __all__ = [
     "BrierMetric",
     "CohenKappaMetric",
     "CascadeMetric",
+    "ContrastiveMIAMetric",
     "DEFAULT_METRICS",
     "ECEMetric",
     "EfficiencyMetric",

@@ -21,10 +21,13 @@ from .outputs import evaluating, model_device, ordered_loader, resolve_task
 
 __all__ = [
     "CascadeMetric",
+    "ContrastiveMIAMetric",
     "MatchedPairCosineMetric",
     "RetrievalMetric",
     "ZeroShotAccuracyMetric",
+    "bank_scores",
     "collect_embeddings",
+    "contrastive_membership_scores",
     "embedding_shift",
     "matched_pair_cosine",
     "retrieval_recall",
@@ -266,4 +269,90 @@ class CascadeMetric(Metric):
         out.update({f"cascade_text_{k}": v for k, v in embedding_shift(t0, t1).items()})
         out["retain_pair_cosine_before"] = matched_pair_cosine(v0, t0)
         out["retain_pair_cosine_after"] = matched_pair_cosine(v1, t1)
+        return out
+
+
+def bank_scores(image_emb: Any, text_emb: Any, bank_images: Any, bank_texts: Any, *, scale: float,
+                same: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair InfoNCE loss and softmax entropy against a fixed bank of ``K`` non-member pairs, float64 (N,) each.
+
+    For pair ``i`` the image->text logits are ``s * [v_i . t_i, v_i . T_bank]`` and the text->image logits
+    ``s * [t_i . v_i, t_i . V_bank]``; loss and entropy are the means of the two directions. ``same=True`` means the
+    pairs are the bank (N = K + 1): pair ``i`` is scored against the other ``K`` pairs. Every split is then scored
+    against ``K`` negatives, so the scores of members and non-members are comparable (the in-batch (B, B) logits
+    are not: their entropy grows with the batch size).
+    """
+    v, t = torch.as_tensor(image_emb).double(), torch.as_tensor(text_emb).double()
+    vb, tb = torch.as_tensor(bank_images).double(), torch.as_tensor(bank_texts).double()
+    pos = scale * (v * t).sum(-1, keepdim=True)
+    i2t, t2i = scale * v @ tb.T, scale * t @ vb.T
+    if same:
+        keep = ~torch.eye(v.shape[0], dtype=torch.bool)
+        i2t, t2i = i2t[keep].reshape(v.shape[0], -1), t2i[keep].reshape(v.shape[0], -1)
+    losses, entropies = [], []
+    for logits in (torch.cat([pos, i2t], 1), torch.cat([pos, t2i], 1)):
+        logp = logits.log_softmax(-1)
+        losses.append(-logp[:, 0])
+        entropies.append(-(logp.exp() * logp).sum(-1))
+    return (losses[0] + losses[1]) / 2, (entropies[0] + entropies[1]) / 2
+
+
+def contrastive_membership_scores(model: torch.nn.Module, splits: dict[str, Any], *, bank: str = "test",
+                                  task: Any = None, batch_size: int = 256, device: Any = None, seed: int = 0
+                                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{split: (losses, entropies)}`` of :func:`bank_scores` for every split, the bank being the ``bank`` split
+    (non-members): the bank split is scored leave-one-out against its other ``K = n - 1`` pairs, every other split
+    against a seeded ``K``-subset of them."""
+    if splits.get(bank) is None:
+        raise InvalidInputError(f"membership scores on a contrastive model need the {bank!r} split (non-members)")
+    embs = {name: collect_embeddings(model, data, task=task, batch_size=batch_size, device=device)
+            for name, data in splits.items() if data is not None}
+    vb, tb, _ = embs[bank]
+    if vb.shape[0] < 2:
+        raise InvalidInputError(f"the {bank!r} split needs at least 2 pairs to serve as negatives")
+    t = resolve_task(model, splits[bank], task)
+    with torch.no_grad():
+        scale = float(t.scale(model))
+    k = vb.shape[0] - 1
+    pick = torch.randperm(vb.shape[0], generator=torch.Generator().manual_seed(seed))[:k]
+    out = {}
+    for name, (v, tt, _) in embs.items():
+        if name == bank:
+            out[name] = bank_scores(v, tt, vb, tb, scale=scale, same=True)
+        else:
+            out[name] = bank_scores(v, tt, vb[pick], tb[pick], scale=scale, same=False)
+    return out
+
+
+@register_metric("contrastive_mia")
+class ContrastiveMIAMetric(Metric):
+    """Membership inference on a CLIP-style model's contrastive loss: forget pairs (members) against test pairs
+    (non-members), each scored by :func:`bank_scores` against one bank of test pairs.
+
+    Keys ``contrastive_mia_loss_*``: Yeom et al.'s loss-threshold attack (:func:`~erasus.metrics.mia_loss.
+    loss_threshold_attack`: AUC, balanced accuracy, advantage, TPR at low FPR) on the per-pair InfoNCE loss; and
+    ``contrastive_mia_entropy_*``: the SSD/SCRUB entropy attack (:func:`~erasus.metrics.mia.entropy_mia`, with
+    ``retain`` when given) on the per-pair softmax entropy. After unlearning, forget pairs should look like test
+    pairs (loss AUC near 0.5, as for a model trained without them).
+    """
+
+    group = "privacy"
+    inputs = ("forget", "test", "retain")
+
+    def __init__(self, *, seed: int = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self.seed = int(seed)
+
+    def compute(self, model: torch.nn.Module, forget: Any, test: Any, retain: Any = None) -> dict[str, float]:
+        from .mia import entropy_mia
+        from .mia_loss import loss_threshold_attack
+
+        scores = contrastive_membership_scores(model, {"forget": forget, "test": test, "retain": retain},
+                                               task=self.task, batch_size=self.batch_size, device=self.device,
+                                               seed=self.seed)
+        out = {f"contrastive_mia_loss_{k}": v
+               for k, v in loss_threshold_attack(scores["forget"][0], scores["test"][0]).items()}
+        entropy = entropy_mia(scores["forget"][1], scores["test"][1],
+                              None if retain is None else scores["retain"][1], seed=self.seed)
+        out.update({f"contrastive_mia_entropy_{k.removeprefix('mia_')}": v for k, v in entropy.items()})
         return out

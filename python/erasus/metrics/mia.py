@@ -104,7 +104,9 @@ class MIAMetric(Metric):
 
     Keys ``mia_accuracy`` (fraction of forget predicted member: the number SSD's tables report; lower
     means more forgotten, the retrained model's value is the target), ``mia_auc``, ``mia_balanced_accuracy``.
-    See :func:`entropy_mia` for the protocol with and without ``retain``.
+    See :func:`entropy_mia` for the protocol with and without ``retain``. On a CLIP-style model (the
+    ``"contrastive"`` task) the entropy is that of each pair's image->text and text->image softmax against a fixed
+    bank of test pairs (:func:`erasus.metrics.contrastive.bank_scores`).
     """
 
     group = "privacy"
@@ -120,6 +122,18 @@ class MIAMetric(Metric):
         return prediction_entropy(self._collect(model, data).logits)
 
     def compute(self, model: torch.nn.Module, forget: Any, test: Any, retain: Any = None) -> dict[str, float]:
+        from .outputs import resolve_task
+
+        if resolve_task(model, forget, self.task).name == "contrastive":
+            # in-batch (B, B) logits have a batch-size-dependent entropy; score every pair against one bank of
+            # test pairs instead (see erasus.metrics.contrastive.bank_scores)
+            from .contrastive import contrastive_membership_scores
+
+            scores = contrastive_membership_scores(model, {"forget": forget, "test": test, "retain": retain},
+                                                   task=self.task, batch_size=self.batch_size, device=self.device,
+                                                   seed=self.seed)
+            return entropy_mia(scores["forget"][1], scores["test"][1],
+                               None if retain is None else scores["retain"][1], seed=self.seed, n_splits=self.n_splits)
         return entropy_mia(
             self._entropy(model, forget),
             self._entropy(model, test),
