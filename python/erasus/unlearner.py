@@ -46,8 +46,9 @@ def as_data(data: Any) -> Any:
 
 
 def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module, Any]:
-    """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors."""
-    from .models import load_causal_lm
+    """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors; a local
+    CLIP checkpoint (by its config) becomes a :class:`~erasus.models.CLIPWrapper` with its processor."""
+    from .models import CLIPWrapper, is_clip_config, load_causal_lm
 
     if not isinstance(model_name, (str, os.PathLike)) or not str(model_name):
         raise ErasusTypeError(f"model_name must be a hub id or a local folder, got {model_name!r}")
@@ -55,6 +56,9 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
     looks_local = isinstance(model_name, os.PathLike) or text.startswith((".", "/", "~")) or os.path.isabs(text)
     if looks_local and not Path(text).expanduser().exists():
         raise InvalidInputError(f"model_name {text!r} is a path that does not exist")
+    if looks_local and is_clip_config(Path(text).expanduser()):
+        clip = CLIPWrapper(Path(text).expanduser(), device=device)
+        return clip, clip.processor
     try:
         return load_causal_lm(Path(text).expanduser() if looks_local else text, device=device)
     except OSError as exc:
@@ -77,7 +81,8 @@ class ErasusUnlearner:
 
     Args:
         model: the trained ``nn.Module`` (or give ``model_name`` instead).
-        model_name: a transformers model id or local folder, loaded as a causal LM (the ``llm`` extra).
+        model_name: a transformers model id or local folder, loaded by its config: a CLIP checkpoint as an
+            :class:`erasus.models.CLIPWrapper` with its processor, anything else as a causal LM (the ``llm`` extra).
         strategy: registered strategy name (``erasus.list_strategies()``) or an ``UnlearningStrategy``.
         selector: registered selector name (``erasus.list_selectors()``) or a ``Selector``; ``"auto"`` lets
             the auto-selector choose from the data's size and modality.
@@ -148,10 +153,22 @@ class ErasusUnlearner:
             return self.selector
         return get_selector(self.selector_name, seed=self.seed, **self.selector_options)
 
+    def as_data(self, data: Any) -> Any:
+        """``data`` as a dataset: for a CLIP-style model with a processor, captions files / folders, COCO JSON,
+        records and ``datasets`` datasets with image and text columns become model inputs
+        (:func:`erasus.data.vlm.image_text_data`); otherwise see :func:`as_data`."""
+        processor = getattr(self.model, "processor", None)
+        if processor is not None and hasattr(processor, "image_processor") and not isinstance(
+                data, (torch.utils.data.DataLoader, torch.Tensor, np.ndarray)):
+            from .data.vlm import image_text_data
+
+            return image_text_data(data, processor)
+        return as_data(data)
+
     def select(self, forget_data: Any, *, prune_ratio: float | None = None,
                features: Any = None) -> tuple[Selection, dict[str, float]]:
         """Pick the coreset of ``forget_data`` (without unlearning); returns it with its timings."""
-        forget = as_data(forget_data)
+        forget = self.as_data(forget_data)
         n = len(forget)  # type: ignore[arg-type]
         ratio = self.prune_ratio if prune_ratio is None else prune_ratio
         k = resolve_k(n, ratio=ratio)
@@ -201,8 +218,8 @@ class ErasusUnlearner:
         ``steps`` / ``epochs``: the strategy's budget (epochs are passes over the coreset).
         """
         t0 = time.perf_counter()
-        forget = as_data(forget_data)
-        retain = as_data(retain_data) if retain_data is not None else None
+        forget = self.as_data(forget_data)
+        retain = self.as_data(retain_data) if retain_data is not None else None
         sel, timings = self.select(forget, prune_ratio=prune_ratio, features=features)
         full = len(sel) == len(forget)  # type: ignore[arg-type]
         coreset = forget if full else subset(forget, sel.indices)
@@ -257,9 +274,9 @@ class ErasusUnlearner:
         names = list(dict.fromkeys(metrics))
         if reference_model is not None and "avg_gap" not in names:
             names.append("avg_gap")
-        forget = as_data(forget_data)
-        retain = as_data(retain_data) if retain_data is not None else None
-        test = as_data(test_data) if test_data is not None else None
+        forget = self.as_data(forget_data)
+        retain = self.as_data(retain_data) if retain_data is not None else None
+        test = self.as_data(test_data) if test_data is not None else None
         retain_mia = test is None and "mia" in names
         if retain_mia:
             if retain is None:
