@@ -126,3 +126,48 @@ def test_cascade_is_zero_for_an_unchanged_tower(clip_data):
 def test_metrics_refuse_non_contrastive_models():
     with pytest.raises(InvalidInputError, match="contrastive"):
         erasus.get_metric("retrieval").compute(torch.nn.Linear(3, 2), (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])))
+
+
+def test_bank_scores_match_a_per_pair_loop():
+    from erasus.metrics.contrastive import bank_scores
+
+    g = torch.Generator().manual_seed(0)
+    v, t = F.normalize(torch.randn(5, 4, generator=g), dim=1), F.normalize(torch.randn(5, 4, generator=g), dim=1)
+    vb, tb = F.normalize(torch.randn(3, 4, generator=g), dim=1), F.normalize(torch.randn(3, 4, generator=g), dim=1)
+    loss, ent = bank_scores(v, t, vb, tb, scale=7.0, same=False)
+    for i in range(5):
+        a = 7.0 * torch.cat([(v[i] @ t[i])[None], tb @ v[i]]).double()
+        b = 7.0 * torch.cat([(v[i] @ t[i])[None], vb @ t[i]]).double()
+        ref_loss = (-a.log_softmax(0)[0] - b.log_softmax(0)[0]) / 2
+        ref_ent = (-(a.softmax(0) * a.log_softmax(0)).sum() - (b.softmax(0) * b.log_softmax(0)).sum()) / 2
+        assert float(loss[i]) == pytest.approx(float(ref_loss), abs=1e-6)
+        assert float(ent[i]) == pytest.approx(float(ref_ent), abs=1e-6)
+    # leave-one-out on the bank itself: pair i never meets its own caption as a negative
+    loo, _ = bank_scores(v, t, v, t, scale=7.0, same=True)
+    a = 7.0 * torch.cat([(v[0] @ t[0])[None], t[1:] @ v[0]]).double()
+    b = 7.0 * torch.cat([(v[0] @ t[0])[None], v[1:] @ t[0]]).double()
+    assert float(loo[0]) == pytest.approx(float((-a.log_softmax(0)[0] - b.log_softmax(0)[0]) / 2), abs=1e-6)
+
+
+def test_membership_attacks_on_clip_use_the_bank_scores(clip_data):
+    from erasus.metrics.contrastive import bank_scores, collect_embeddings
+    from erasus.metrics.mia import entropy_mia
+    from erasus.metrics.mia_loss import loss_threshold_attack
+
+    model, forget, retain, test = clip_data
+    got = erasus.get_metric("contrastive_mia").compute(model, forget, test)
+    vf, tf, _ = collect_embeddings(model, forget)
+    vt, tt, _ = collect_embeddings(model, test)
+    s = float(model.logit_scale.exp())
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: len(test) - 1]
+    lf, ef = bank_scores(vf, tf, vt[pick], tt[pick], scale=s, same=False)
+    lt, et = bank_scores(vt, tt, vt, tt, scale=s, same=True)
+    ref = loss_threshold_attack(lf, lt)
+    assert got["contrastive_mia_loss_auc"] == pytest.approx(ref["auc"])
+    assert got["contrastive_mia_entropy_auc"] == pytest.approx(entropy_mia(ef, et)["mia_auc"])
+    # the spec's MIAMetric on a CLIP model runs the entropy attack on the same scores
+    mia = erasus.get_metric("mia").compute(model, forget, test, retain)
+    _, er = bank_scores(*collect_embeddings(model, retain)[:2], vt[pick], tt[pick], scale=s, same=False)
+    assert mia == pytest.approx(entropy_mia(ef, et, er))
+    with pytest.raises(InvalidInputError, match="test"):
+        erasus.get_metric("contrastive_mia").compute(model, forget, test[:1])
