@@ -171,3 +171,40 @@ def test_membership_attacks_on_clip_use_the_bank_scores(clip_data):
     assert mia == pytest.approx(entropy_mia(ef, et, er))
     with pytest.raises(InvalidInputError, match="test"):
         erasus.get_metric("contrastive_mia").compute(model, forget, test[:1])
+
+
+def test_retrieval_ranks_each_image_once_with_several_captions(clip_data):
+    model, forget, retain, _ = clip_data
+    # three captions of image A (forget[0]'s pixels) and one each of images B, C
+    pairs = [dict(forget[0], image_index=torch.tensor(0)), dict(retain[0], image_index=torch.tensor(1)),
+             dict(forget[0], input_ids=forget[1]["input_ids"], attention_mask=forget[1]["attention_mask"],
+                  image_index=torch.tensor(0)),
+             dict(retain[1], image_index=torch.tensor(2)),
+             dict(forget[0], input_ids=forget[2]["input_ids"], attention_mask=forget[2]["attention_mask"],
+                  image_index=torch.tensor(0))]
+    got = erasus.get_metric("retrieval", ks=(1, 2)).compute(model, pairs)
+    b = default_collate(pairs)
+    with torch.no_grad():
+        o = model(pixel_values=b["pixel_values"], input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    v = o.image_embeds[[0, 1, 3]].double().numpy()
+    t = o.text_embeds.double().numpy()
+    for k in (1, 2):
+        i2t, t2i = _brute_recall(v, t, np.array([0, 1, 0, 2, 0]), k)
+        assert got[f"image_to_text_recall@{k}"] == pytest.approx(i2t)
+        assert got[f"text_to_image_recall@{k}"] == pytest.approx(t2i)
+
+
+def test_selection_features_image_text_and_joint(clip_data):
+    from erasus.tasks.contrastive import ContrastiveTask
+
+    model, forget, _, _ = clip_data
+    b = default_collate(forget)
+    with torch.no_grad():
+        o = model(pixel_values=b["pixel_values"], input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    for kind, ref in (("image", o.image_embeds), ("text", o.text_embeds),
+                      ("joint", torch.cat([o.image_embeds, o.text_embeds], 1))):
+        emb = erasus.features.embeddings(model, forget, task=ContrastiveTask(embedding=kind), progress=False)
+        torch.testing.assert_close(emb, ref, rtol=1e-5, atol=1e-5)
+    sel = erasus.get_selector("kcenter", seed=0).select(k=3, model=model, data=forget,
+                                                        feature_options={"task": ContrastiveTask(embedding="image")})
+    assert len(sel) == 3

@@ -138,12 +138,25 @@ def collect_embeddings(model: torch.nn.Module, data: Any, *, task: Any = None, b
     return torch.cat(vs), torch.cat(ts), (torch.cat(ys) if has_labels else None)
 
 
+def _image_index(data: Any) -> torch.Tensor | None:
+    """Each pair's ``image_index`` (the image it captions) when every pair has one, else None."""
+    from ..data import as_dataset
+
+    ds = as_dataset(data)
+    first = ds[0]
+    if not isinstance(first, dict) or "image_index" not in first:
+        return None
+    return torch.tensor([int(ds[i]["image_index"]) for i in range(len(ds))])  # type: ignore[arg-type]
+
+
 @register_metric("retrieval")
 class RetrievalMetric(Metric):
     """Image-text retrieval Recall@K in both directions on matched pairs (CLIP, Radford et al. 2021, Table 13).
 
     ``compute(model, pairs)`` -> ``image_to_text_recall@K``, ``text_to_image_recall@K``, ``mean_recall@K`` for
-    each ``K`` in ``ks`` (fractions), and ``pair_cosine``. Each pair's caption is its only correct match.
+    each ``K`` in ``ks`` (fractions), and ``pair_cosine``. Each pair's caption is its only correct match, unless the
+    pairs carry ``image_index`` (COCO-style data, several captions per image): then each image is ranked once and
+    any of its captions counts.
     """
 
     group = "utility"
@@ -155,7 +168,12 @@ class RetrievalMetric(Metric):
 
     def compute(self, model: torch.nn.Module, data: Any) -> dict[str, float]:
         v, t, _ = collect_embeddings(model, data, task=self.task, batch_size=self.batch_size, device=self.device)
-        return {**retrieval_recall(v, t, ks=self.ks), "pair_cosine": matched_pair_cosine(v, t)}
+        owner = _image_index(data)
+        if owner is None:
+            return {**retrieval_recall(v, t, ks=self.ks), "pair_cosine": matched_pair_cosine(v, t)}
+        ids, first = torch.unique(owner, return_inverse=True)
+        keep = torch.tensor([int((first == i).nonzero()[0]) for i in range(ids.numel())])
+        return {**retrieval_recall(v[keep], t, ks=self.ks, text_to_image=first), "pair_cosine": matched_pair_cosine(v, t)}
 
 
 @register_metric("pair_cosine")

@@ -154,13 +154,19 @@ class ContrastiveTask(Task):
             prompt ensembling: the class embedding is the normalised mean of the normalised prompt embeddings),
             or an already tokenized dict ``{"input_ids": (C, T), "attention_mask": (C, T)}``.
         tokenizer: tokenizes string prompts (a ``CLIPTokenizer`` or a ``CLIPProcessor``).
+        embedding: the selection embedding :meth:`embeddings` gives: ``"joint"`` (image and text side by side),
+            ``"image"`` or ``"text"``.
     """
 
     name = "contrastive"
 
-    def __init__(self, *, temperature: float | None = None, class_prompts: Any = None, tokenizer: Any = None) -> None:
+    def __init__(self, *, temperature: float | None = None, class_prompts: Any = None, tokenizer: Any = None,
+                 embedding: str = "joint") -> None:
         if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
             raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
+        if embedding not in ("joint", "image", "text"):
+            raise InvalidInputError(f"embedding must be 'joint', 'image' or 'text', got {embedding!r}")
+        self.embedding = embedding
         self.temperature = None if temperature is None else float(temperature)
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor carries its tokenizer
         self.class_prompts = class_prompts
@@ -204,9 +210,12 @@ class ContrastiveTask(Task):
         return v, t
 
     def embeddings(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        """Joint per-sample embedding for selection: ``[v_i, t_i]`` (normalised image and text), (B, 2D)."""
+        """Per-sample embedding for selection: ``[v_i, t_i]`` (normalised image and text, (B, 2D)) for
+        ``embedding="joint"``, else the normalised image or text embedding (B, D)."""
+        if self.embedding == "image":
+            return F.normalize(image_embeddings(model, _images_of(batch)).float(), dim=-1)
         v, t = self.embed(model, batch)
-        return torch.cat([v, t], dim=1)
+        return t if self.embedding == "text" else torch.cat([v, t], dim=1)
 
     # -- the Task protocol ------------------------------------------------
     def batch_size(self, batch: Batch) -> int:
