@@ -41,9 +41,11 @@ def test_zero_lr_leaves_that_tower_bit_identical(clip_data, frozen):
     assert any(not torch.equal(p0, p1) for p0, p1 in zip(g0[other], g1[other]))
 
 
-def test_forgets_the_forget_pairs_more_than_the_retain_pairs(clip_data):
+@pytest.mark.parametrize("contrast_retain", [False, True])
+def test_forgets_the_forget_pairs_more_than_the_retain_pairs(clip_data, contrast_retain):
     model, forget, retain, _ = clip_data
-    out = erasus.get_strategy("modality_decoupling", vision_lr=1e-3, text_lr=1e-3, alignment_weight=1.0).unlearn(
+    out = erasus.get_strategy("modality_decoupling", vision_lr=1e-3, text_lr=1e-3, alignment_weight=1.0,
+                              contrast_retain=contrast_retain).unlearn(
         model=model, forget_data=forget, retain_data=retain, steps=15, progress=False)
     # scored against all pairs: one concept's pairs are near-indistinguishable among themselves
     from torch.utils.data import default_collate
