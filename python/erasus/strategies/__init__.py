@@ -57,6 +57,9 @@ from .scrub import Scrub
 from .sisa import SISA
 from .ssd import LFSSD, SSD
 from .unsir import Unsir
+from .vlm.clip_erase import CLIPEraseStrategy
+from .vlm.concept_projection import ConceptProjectionStrategy
+from .vlm.contrastive_unlearning import ContrastiveUnlearningStrategy
 from .vlm.modality_decoupling import ModalityDecouplingStrategy
 
 # The seed specification's class names. NegativeGradientStrategy is its plain negative-gradient baseline
@@ -132,6 +135,9 @@ __all__ = [
     "LFSSDStrategy",
     "MaskBased",
     "MaskBasedUnlearningStrategy",
+    "CLIPEraseStrategy",
+    "ConceptProjectionStrategy",
+    "ContrastiveUnlearningStrategy",
     "ModalityDecouplingStrategy",
     "NPO",
     "NPOStrategy",
