@@ -99,8 +99,15 @@ class Selector(abc.ABC):
         return False
 
     def _select_torch(self, rows: Any, k: int, *, labels: np.ndarray | None) -> Selection:
-        """Select ``k`` rows of a validated :class:`~erasus.selectors._torch.Rows` source (torch twin)."""
-        raise NotImplementedError(f"{type(self).__name__} has no torch path")
+        """Select ``k`` rows of a validated :class:`~erasus.selectors._torch.Rows` source (torch twin).
+
+        Only selectors whose :meth:`_torch_path` can answer True override this; the base refuses clearly.
+        """
+        raise InvalidInputError(
+            f"selector {self.registry_name or type(self).__name__!r} has no torch path: pass the features as a numpy "
+            "array (or a CPU tensor with backend='rust'); torch paths exist for kcenter, herding, kmeans, "
+            "facility_location and craig"
+        )
 
     @abc.abstractmethod
     def _select(self, x: np.ndarray, k: int, *, labels: np.ndarray | None) -> Selection:
