@@ -117,8 +117,7 @@ def adaptive_calibration_error(logits: Any, labels: Any, *, n_bins: int = 15) ->
     return float(total / conf.size)
 
 
-class _BinnedSplitMetric(Metric):
-    inputs = ("forget", "retain", "test")
+class _BinnedSplitMetric(SplitMetric):
     key = ""
 
     def __init__(self, *, n_bins: int = 15, **options: Any) -> None:
@@ -130,18 +129,6 @@ class _BinnedSplitMetric(Metric):
     @abc.abstractmethod
     def _value(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
         """The metric on one split's logits and labels."""
-
-    def compute(self, model: torch.nn.Module, forget: Any = None, retain: Any = None, test: Any = None
-                ) -> dict[str, float]:
-        splits = {"forget": forget, "retain": retain, "test": test}
-        if all(v is None for v in splits.values()):
-            raise InvalidInputError(f"{self.key} needs at least one of forget=, retain=, test=")
-        out = {}
-        for split, data in splits.items():
-            if data is not None:
-                logits, labels = class_outputs(self._collect(model, data), metric=self.key)
-                out[f"{split}_{self.key}"] = self._value(logits, labels)
-        return out
 
 
 @register_metric("mce")
