@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,17 +42,29 @@ def logits_of(out: Any) -> torch.Tensor:
     return logits
 
 
+def _takes_attention_mask(model: torch.nn.Module) -> bool:
+    """Whether ``model.forward`` has an ``attention_mask`` parameter (HF audio classifiers do; a plain module or
+    a wrapper that builds its own mask, like :class:`erasus.models.BERTWrapper`, does not)."""
+    try:
+        return "attention_mask" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 @register_task("classification")
 class ClassificationTask(Task):
     """Supervised classification: ``loss_i = CE(f(x_i), y_i)``.
 
     Batches are ``(x, y)`` (tuples or lists, as a ``DataLoader`` collates them) or ``{"x"|"pixel_values"|
-    "input_ids": ..., "labels"|"y": ...}`` dicts; a batch holding only ``x`` works for :meth:`outputs`.
-    ``label_smoothing`` is passed to :func:`torch.nn.functional.cross_entropy`.
+    "input_values"|"input_features"|"input_ids": ..., "labels"|"y": ...}`` dicts (``input_values`` is what
+    ``Wav2Vec2ForSequenceClassification`` / ``HubertForSequenceClassification`` take, ``pixel_values`` what
+    ``VideoMAEForVideoClassification`` takes); a dict's ``attention_mask`` is passed on to a model whose
+    ``forward`` takes one (padded audio). A batch holding only ``x`` works for :meth:`outputs`. ``label_smoothing`` is passed to
+    :func:`torch.nn.functional.cross_entropy`.
     """
 
     name = "classification"
-    _X_KEYS = ("x", "inputs", "pixel_values", "input_ids")
+    _X_KEYS = ("x", "inputs", "pixel_values", "input_values", "input_features", "input_ids")
     _Y_KEYS = ("y", "labels", "label", "targets")
 
     def __init__(self, *, label_smoothing: float = 0.0) -> None:
@@ -78,7 +91,11 @@ class ClassificationTask(Task):
 
     def outputs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         x, _ = self._split(batch)
-        logits = logits_of(model(x))
+        mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+        if mask is not None and _takes_attention_mask(model):
+            logits = logits_of(model(x, attention_mask=mask))
+        else:
+            logits = logits_of(model(x))
         if logits.ndim != 2:
             raise InvalidInputError(f"a classifier must return logits of shape (B, C), got {tuple(logits.shape)}")
         return logits
