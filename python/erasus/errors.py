@@ -17,6 +17,8 @@ __all__ = [
     "MissingDependencyError",
     "RegistryError",
     "ConfigError",
+    "ErasusWarning",
+    "TargetNotReachedWarning",
 ]
 
 
@@ -66,3 +68,11 @@ def require(module: str, extra: str, *, purpose: str = ""):
         raise MissingDependencyError(
             f"{module!r} is required{what}; install it with `pip install 'erasus-unlearn[{extra}]'`"
         ) from exc
+
+
+class ErasusWarning(UserWarning):
+    """Base class of every warning erasus issues deliberately."""
+
+
+class TargetNotReachedWarning(ErasusWarning):
+    """An ``until=`` stopping rule hit its step cap before the probe met the target."""

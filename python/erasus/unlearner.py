@@ -31,6 +31,7 @@ from .registry import get_selector, get_strategy
 from .selection import Selection, resolve_k
 from .selectors._common import ContextSelector
 from .selectors.base import Selector, features_from_model
+from .strategies.until import History
 
 __all__ = ["ErasusUnlearner", "as_data"]
 
@@ -97,7 +98,8 @@ class ErasusUnlearner:
         **strategy_options: the strategy's hyperparameters (``lr``, ``alpha`` ...).
 
     After :meth:`fit`: ``model_`` (the unlearned model), ``selection_``, ``timings_`` (seconds for features,
-    selection, unlearning, total) and ``history_`` (the strategy's loss per step).
+    selection, unlearning, total) and ``history_`` (the strategy's loss per step; with ``fit(until=...)`` also
+    the probe's trajectory ``history_.checks`` and the outcome ``history_.until``).
     """
 
     def __init__(
@@ -144,7 +146,7 @@ class ErasusUnlearner:
         self.model_: torch.nn.Module | None = None
         self.selection_: Selection | None = None
         self.timings_: dict[str, float] = {}
-        self.history_: list[float] = []
+        self.history_: History = History()
 
     # ----------------------------------------------------------------------------------------- fit
     def make_selector(self) -> Selector:
@@ -209,17 +211,31 @@ class ErasusUnlearner:
         epochs: float | None = None,
         inplace: bool = False,
         progress: bool = True,
+        until: Mapping[str, Any] | None = None,
         **unlearn_options: Any,
     ) -> torch.nn.Module:
         """Select the coreset of ``forget_data`` and unlearn it; returns the unlearned model (also ``model_``).
 
         ``forget_data`` / ``retain_data``: a Dataset, DataLoader, tensors, ``(x, y)`` arrays or a path.
         ``features``: precomputed selection features of the forget set (skips computing them).
-        ``steps`` / ``epochs``: the strategy's budget (epochs are passes over the coreset).
+        ``steps`` / ``epochs``: the strategy's budget (epochs are passes over the coreset); with ``until`` the cap.
+        ``until``: a stopping rule (:mod:`erasus.strategies.until`), e.g. ``{"metric": "forget_accuracy",
+        "below": 0.05}``; its probe defaults to the **whole** forget set, not the coreset, so a coreset run stops
+        when the forgetting the user asked for is reached on everything they asked to forget. ``history_.checks``
+        then holds ``{step, elapsed_s, value, met}`` per probe and ``history_.until`` the outcome.
         """
         t0 = time.perf_counter()
         forget = self.as_data(forget_data)
         retain = self.as_data(retain_data) if retain_data is not None else None
+        if until is not None:
+            if not isinstance(until, Mapping):
+                raise ErasusTypeError(f"until must be a dict such as {{'metric': 'forget_accuracy', 'below': 0.05}}, "
+                                      f"got {type(until).__name__}")
+            until = {"data": forget, **until}
+            stopping_rule = getattr(self.strategy, "stopping_rule", None)
+            if stopping_rule is not None:  # a bad rule fails here, before features and selection
+                stopping_rule(until, task=self.task, forget=forget, retain=retain)
+            unlearn_options["until"] = until
         sel, timings = self.select(forget, prune_ratio=prune_ratio, features=features)
         full = len(sel) == len(forget)  # type: ignore[arg-type]
         coreset = forget if full else subset(forget, sel.indices)
@@ -234,7 +250,8 @@ class ErasusUnlearner:
         timings["unlearning_s"] = time.perf_counter() - t1
         timings["total_s"] = time.perf_counter() - t0
         self.model_, self.selection_, self.timings_ = model, sel, timings
-        self.history_ = list(getattr(self.strategy, "history_", []))
+        history = getattr(self.strategy, "history_", [])
+        self.history_ = history.copy() if isinstance(history, History) else History(history)
         return model
 
     # ----------------------------------------------------------------------------------------- evaluate

@@ -109,7 +109,8 @@ class Amnesiac(UnlearningStrategy):
                 raise InvalidInputError("repair_epochs > 0 needs the retain set")
             stream = run.retain_stream()
             steps = max(1, int(round(repair_epochs * run.batches_per_epoch("retain"))))
-            run.train(model, lambda _: run.task.loss(model, next(stream)), num_steps=steps, desc="repair on retain")
+            run.train(model, lambda _: run.task.loss(model, next(stream)), num_steps=steps, desc="repair on retain",
+                      stoppable=False)
         return model
 
     def _subtract(self, model: torch.nn.Module, run: Run, updates: Any, forget_ids: Any) -> None:

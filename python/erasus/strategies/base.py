@@ -18,7 +18,8 @@ from __future__ import annotations
 import abc
 import copy
 import itertools
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,8 +27,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import IndexedDataset, as_dataset, collate_of
-from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, require
+from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, TargetNotReachedWarning, require
 from ..tasks import Task, get_task, infer_task, reduce_loss
+from .until import History, StoppingRule
 
 __all__ = ["UnlearningStrategy", "Run", "check_finite_loss", "reinitialize", "per_sample_kl", "random_labels",
            "weighted"]
@@ -151,6 +153,7 @@ class Run:
         weight_decay: float,
         original: torch.nn.Module,
         strategy_name: str,
+        until: StoppingRule | None = None,
     ) -> None:
         self.task = task
         self.forget_raw, self.retain_raw = forget, retain
@@ -164,6 +167,9 @@ class Run:
         self.original = original  # the caller's model; read-only
         self.strategy_name = strategy_name
         self.history: list[float] = []
+        #: the ``until=`` stopping rule, checked by :meth:`train`; ``global_step`` counts every optimizer step
+        self.until = until
+        self.global_step = 0
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_counter = itertools.count()
 
@@ -273,13 +279,21 @@ class Run:
         desc: str,
         optimizer: torch.optim.Optimizer | None = None,
         before_step: Callable[[], None] | None = None,
+        stoppable: bool = True,
     ) -> None:
         """``num_steps`` optimizer steps of ``loss_fn(step)``; records the losses in ``history``.
 
         ``before_step`` runs between ``backward`` and ``optimizer.step`` (gradient masks, e.g. SalUn).
+        With an ``until=`` rule, a ``stoppable`` phase (a forgetting phase) checks the probe every
+        ``until["every"]`` optimizer steps and after its last step, and ends as soon as the target is met; later
+        stoppable phases are then skipped. Phases that restore utility after forgetting (retain repair) pass
+        ``stoppable=False`` and run their whole budget.
         """
         from tqdm.auto import tqdm
 
+        rule = self.until if stoppable else None
+        if rule is not None and rule.met:
+            return
         opt = optimizer or self.make_optimizer(self.trainable(model))
         model.train()
         bar = tqdm(range(num_steps), desc=f"{self.strategy_name}: {desc}", disable=not self.progress, leave=False)
@@ -294,6 +308,10 @@ class Run:
             value = float(loss.detach())
             self.history.append(value)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            self.global_step += 1
+            if rule is not None and (rule.due(self.global_step) or step == num_steps - 1) \
+                    and rule.check(model, step=self.global_step):
+                break
 
 
 class UnlearningStrategy(abc.ABC):
@@ -314,12 +332,14 @@ class UnlearningStrategy(abc.ABC):
     forget_set: ClassVar[str] = "required"  # "required" | "optional"
     #: whether the method trains with gradients (and so can run through LoRA adapters)
     gradient_based: ClassVar[bool] = True
+    #: whether ``unlearn(until=...)`` applies: the method trains through :meth:`Run.train` (None: ``gradient_based``)
+    supports_until: ClassVar[bool | None] = None
     registry_name: ClassVar[str] = "strategy"
 
     def __init__(self, **options: Any) -> None:
         self.options = self._merge(options, base={**_COMMON, **self.defaults})
         self._given = set(options)
-        self.history_: list[float] = []
+        self.history_: History = History()
         self.info_: dict[str, Any] = {}
 
     def _merge(self, options: dict[str, Any], *, base: dict[str, Any]) -> dict[str, Any]:
@@ -353,6 +373,7 @@ class UnlearningStrategy(abc.ABC):
         seed: int = 0,
         progress: bool = True,
         lora: Any = None,
+        until: Mapping[str, Any] | None = None,
         **kw: Any,
     ) -> torch.nn.Module:
         """Unlearn ``forget`` from ``model`` and return the unlearned model.
@@ -370,6 +391,10 @@ class UnlearningStrategy(abc.ABC):
             seed: seeds shuffling, random labels, noise and re-initialisations.
             progress: show a tqdm progress bar.
             lora: run through LoRA adapters (a ``peft.LoraConfig`` or a dict of its options) and merge them back.
+            until: a stopping rule, e.g. ``{"metric": "forget_accuracy", "below": 0.05}`` (see
+                :mod:`erasus.strategies.until`): train until the probe meets it, ``steps`` / ``epochs`` being the
+                cap. ``history_.checks`` holds the trajectory, ``info_["until"]`` whether the target was reached;
+                a :class:`~erasus.errors.TargetNotReachedWarning` says when the cap came first.
             **kw: per-call overrides of the method's options.
         """
         if not isinstance(model, torch.nn.Module):
@@ -411,6 +436,10 @@ class UnlearningStrategy(abc.ABC):
             model_device = torch.device("cpu")
         run_device = torch.device(device) if device is not None else model_device
         _check_labels_before_work(task, model, forget, retain, model_device)
+        rule = None
+        if until is not None:
+            rule = self.stopping_rule(until, task=task, forget=forget, retain=retain)
+            rule.start(model)  # the caller's model, read-only: a rule that cannot be evaluated fails here
 
         was_training = model.training
         snapshot = _snapshot(model) if inplace else None
@@ -437,13 +466,19 @@ class UnlearningStrategy(abc.ABC):
                 weight_decay=float(opts["weight_decay"]),
                 original=model,
                 strategy_name=self.registry_name,
+                until=rule,
             )
+            if rule is not None:
+                rule.cap = run.steps
+                rule.restart_clock()
             self.info_ = {}
             method_opts = {k: v for k, v in opts.items() if k not in _COMMON and k != "lr"}
             fork_devices = [run_device] if run_device.type == "cuda" else []
             with torch.random.fork_rng(devices=fork_devices):
                 torch.manual_seed(int(seed))
                 result = self._unlearn(wrapped if wrapped is not None else work, run, **method_opts)
+            if rule is not None:
+                self._record_until(rule, run)
             if wrapped is not None:
                 result = wrapped.merge_and_unload()
                 wrapped = None
@@ -454,9 +489,33 @@ class UnlearningStrategy(abc.ABC):
                 _restore(model, snapshot)
                 model.train(was_training)
             raise
-        self.history_ = run.history
+        self.history_ = History(run.history, checks=rule.checks, until=self.info_["until"]) if rule is not None \
+            else History(run.history)
         result.train(was_training)
         return result
+
+    def stopping_rule(self, until: Any, *, task: Any, forget: Any, retain: Any) -> StoppingRule:
+        """``until`` validated for this strategy (no evaluation yet); raises before any work when it cannot apply."""
+        if not (self.gradient_based if self.supports_until is None else self.supports_until):
+            raise InvalidInputError(
+                f"until= stops a gradient-training loop; strategy {self.registry_name!r} does not train through "
+                "one (it has no steps to stop). Drop until= or pick a gradient strategy")
+        return StoppingRule(until, task=task, forget=forget, retain=retain)
+
+    def _record_until(self, rule: StoppingRule, run: Run) -> None:
+        if len(rule.checks) == 1 and not rule.met:
+            raise InvalidInputError(
+                f"until=: strategy {self.registry_name!r} ran no stoppable training phase (its steps are not taken "
+                "through the shared loop), so the rule was never checked; drop until=")
+        if rule.cap is None and not rule.met:
+            rule.cap = run.global_step
+        self.info_["until"] = rule.summary()
+        summary = self.info_["until"]
+        if not rule.met:
+            warnings.warn(
+                f"{self.registry_name}: until target {rule.key} {summary['target']} not reached within the cap of "
+                f"{run.global_step} steps (last value {summary['value']:.4g}); raise steps= / epochs= or lr=",
+                TargetNotReachedWarning, stacklevel=3)
 
     @abc.abstractmethod
     def _unlearn(self, model: torch.nn.Module, run: Run, **options: Any) -> torch.nn.Module:

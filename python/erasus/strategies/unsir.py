@@ -124,6 +124,7 @@ class Unsir(UnlearningStrategy):
             num_steps=n_repair,
             desc="repair on retain",
             optimizer=run.make_optimizer(run.trainable(model), lr=repair_lr),
+            stoppable=False,
         )
         return model
 

@@ -41,6 +41,7 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
     defaults = {"vision_lr": 1e-5, "text_lr": 1e-4, "alignment_weight": 1.0, "contrast_retain": False,
                 "default_epochs": 5, "optimizer": "adamw"}
     retain = "optional"
+    supports_until = False  # two optimizer phases per step in its own loop, not Run.train
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, vision_lr: float, text_lr: float, alignment_weight: float,
                  contrast_retain: bool, default_epochs: float) -> torch.nn.Module:
