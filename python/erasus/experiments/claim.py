@@ -29,6 +29,7 @@ from ..selectors._common import ContextSelector
 from ..selectors.base import features_from_model
 from ..unlearner import ErasusUnlearner
 from .datasets import load_dataset
+from .entry_points import BUILTIN_DATASETS, build_model_from, check_dataset_spec, check_model_spec, load_split
 from .models import SmallCNN
 
 __all__ = ["ClaimConfig", "run_claim", "summarize", "DEFAULT_STRATEGY_OPTIONS"]
@@ -55,7 +56,12 @@ class ClaimConfig(Config):
     """One coreset-versus-full experiment (the main job and ``benches/unlearning``)."""
 
     kind: ClassVar[str] = "claim"
-    dataset: Literal["digits", "fashion_mnist"] = "digits"
+    #: ``digits`` / ``fashion_mnist``, an entry point (``"pkg.module:load_split"``, ``"file.py:load_split"``) or a
+    #: ``.npz`` file: see :mod:`erasus.experiments.entry_points`
+    dataset: str = "digits"
+    #: ``small_cnn`` or an entry point returning an untrained ``nn.Module`` (``"pkg.module:make_model"``)
+    model: str = "small_cnn"
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     scenario: Literal["random", "class"] = "random"
     forget_fraction: float = 0.1
     forget_class: int = 0
@@ -68,8 +74,19 @@ class ClaimConfig(Config):
     limit_test: int | None = None
     proj_dim: int = 256
     strategy_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the recipe (Adam) that trains the original model and the retrained oracle
+    train_lr: float = 3e-3
+    train_batch_size: int = 64
 
     def __post_init__(self) -> None:
+        check_dataset_spec(self.dataset)
+        check_model_spec(self.model)
+        if not isinstance(self.model_options, dict):
+            raise ConfigError(f"ClaimConfig.model_options must be a mapping, got {type(self.model_options).__name__}")
+        if not (isinstance(self.train_lr, (int, float)) and self.train_lr > 0):
+            raise ConfigError(f"ClaimConfig.train_lr must be a positive number, got {self.train_lr!r}")
+        if not (isinstance(self.train_batch_size, int) and self.train_batch_size > 0):
+            raise ConfigError(f"ClaimConfig.train_batch_size must be a positive integer, got {self.train_batch_size!r}")
         if not 0 < self.forget_fraction < 1:
             raise ConfigError(f"ClaimConfig.forget_fraction must be in (0, 1), got {self.forget_fraction}")
         for f in self.fractions:
@@ -82,6 +99,44 @@ class ClaimConfig(Config):
         for s in self.selectors:
             if s not in known_selectors:
                 raise ConfigError(f"ClaimConfig.selectors: unknown selector {s!r}; expected one of {known_selectors}")
+
+
+def _load(cfg: ClaimConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    if cfg.dataset in BUILTIN_DATASETS:
+        return load_dataset(cfg.dataset, seed=seed, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
+    xtr, ytr, xte, yte = load_split(cfg.dataset, seed=seed)
+    rng = np.random.default_rng(seed)
+    if cfg.limit_train is not None and cfg.limit_train < len(ytr):
+        keep = np.sort(rng.choice(len(ytr), size=cfg.limit_train, replace=False))
+        xtr, ytr = xtr[keep], ytr[keep]
+    if cfg.limit_test is not None and cfg.limit_test < len(yte):
+        keep = np.sort(rng.choice(len(yte), size=cfg.limit_test, replace=False))
+        xte, yte = xte[keep], yte[keep]
+    return xtr, ytr, xte, yte
+
+
+def _fresh_model(cfg: ClaimConfig, *, seed: int, classes: int, x: torch.Tensor) -> torch.nn.Module:
+    """An untrained model for the config's data, checked to map a batch of inputs to ``(batch, classes)`` logits."""
+    torch.manual_seed(seed)
+    if cfg.model == "small_cnn":
+        if x.ndim != 4:
+            raise ConfigError(f"model 'small_cnn' needs images (N, C, H, W); dataset {cfg.dataset!r} has inputs of "
+                              f"shape {tuple(x.shape)}. Name your own model: model: 'package.module:make_model'")
+        model: torch.nn.Module = SmallCNN(in_channels=x.shape[1], num_classes=classes, **cfg.model_options)
+    else:
+        model = build_model_from(cfg.model, num_classes=classes, input_shape=tuple(x.shape[1:]),
+                                 options=cfg.model_options)
+    try:
+        with torch.no_grad():
+            out = model.eval()(x[:2])
+    except Exception as exc:
+        raise ConfigError(f"model {cfg.model!r} cannot take the inputs of dataset {cfg.dataset!r} (shape "
+                          f"{tuple(x.shape[1:])} per sample): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(2, len(x)) or out.shape[1] < classes:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model {cfg.model!r} returned {shape} for a batch of {min(2, len(x))}; expected logits of "
+                          f"shape (batch, {classes}) for the {classes} classes of dataset {cfg.dataset!r}")
+    return model.train()
 
 
 def _split_forget(cfg: ClaimConfig, y: torch.Tensor, seed: int) -> np.ndarray:
@@ -162,7 +217,7 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
     selections: dict[str, np.ndarray] = {}
     shown_features = shown_labels = None
     for seed in cfg.seeds:
-        xtr, ytr, xte, yte = load_dataset(cfg.dataset, seed=seed, limit_train=cfg.limit_train, limit_test=cfg.limit_test)
+        xtr, ytr, xte, yte = _load(cfg, seed)
         forget_idx = _split_forget(cfg, ytr, seed)
         keep = np.setdiff1d(np.arange(len(ytr)), forget_idx)
         data = {
@@ -170,12 +225,14 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
             "retain": TensorDataset(xtr[keep], ytr[keep]),
             "test": TensorDataset(xte, yte),
         }
-        classes = int(ytr.max()) + 1
-        recipe = {"epochs": cfg.train_epochs, "lr": 3e-3, "weight_decay": 5e-4, "batch_size": 64, "seed": seed}
+        classes = int(max(int(ytr.max()), int(yte.max()))) + 1
+        recipe = {"epochs": cfg.train_epochs, "lr": cfg.train_lr, "weight_decay": 5e-4,
+                  "batch_size": cfg.train_batch_size, "seed": seed}
 
         def fresh() -> torch.nn.Module:
-            torch.manual_seed(seed)
-            return SmallCNN(in_channels=xtr.shape[1], num_classes=classes)
+            return _fresh_model(cfg, seed=seed, classes=classes, x=xtr)
+
+        fresh()  # a model that does not fit the data fails here, before any training
 
         t0 = time.perf_counter()
         original = train_classifier(fresh(), TensorDataset(xtr, ytr), **recipe)

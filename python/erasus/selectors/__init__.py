@@ -24,6 +24,7 @@ from . import (  # noqa: F401
     influence,
     kcenter,
     kmeans,
+    memorization,
     min_k,
     moderate,
     random,
@@ -49,6 +50,7 @@ from .herding import HerdingSelector
 from .influence import InfluenceSelector
 from .kcenter import KCenterSelector
 from .kmeans import KMeansSelector
+from .memorization import MemorizationSelector
 from .min_k import MinKSelector
 from .moderate import ModerateSelector
 from .random import RandomSelector
@@ -82,6 +84,7 @@ __all__ = [
     "InfluenceSelector",
     "KCenterSelector",
     "KMeansSelector",
+    "MemorizationSelector",
     "MinKSelector",
     "ModerateSelector",
     "RandomSelector",
