@@ -48,8 +48,9 @@ def as_data(data: Any) -> Any:
 
 def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors; a local
-    CLIP checkpoint (by its config) becomes a :class:`~erasus.models.CLIPWrapper` with its processor."""
-    from .models import CLIPWrapper, is_clip_config, load_causal_lm
+    CLIP checkpoint (by its config) becomes a :class:`~erasus.models.CLIPWrapper` with its processor, a diffusers
+    pipeline folder (its ``model_index.json``) a :class:`~erasus.models.StableDiffusionWrapper` with its tokenizer."""
+    from .models import CLIPWrapper, StableDiffusionWrapper, is_clip_config, is_diffusion_folder, load_causal_lm
 
     if not isinstance(model_name, (str, os.PathLike)) or not str(model_name):
         raise ErasusTypeError(f"model_name must be a hub id or a local folder, got {model_name!r}")
@@ -57,6 +58,9 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
     looks_local = isinstance(model_name, os.PathLike) or text.startswith((".", "/", "~")) or os.path.isabs(text)
     if looks_local and not Path(text).expanduser().exists():
         raise InvalidInputError(f"model_name {text!r} is a path that does not exist")
+    if looks_local and is_diffusion_folder(Path(text).expanduser()):
+        diffusion = StableDiffusionWrapper(Path(text).expanduser(), device=device)
+        return diffusion, diffusion.tokenizer
     if looks_local and is_clip_config(Path(text).expanduser()):
         clip = CLIPWrapper(Path(text).expanduser(), device=device)
         return clip, clip.processor
@@ -83,7 +87,8 @@ class ErasusUnlearner:
     Args:
         model: the trained ``nn.Module`` (or give ``model_name`` instead).
         model_name: a transformers model id or local folder, loaded by its config: a CLIP checkpoint as an
-            :class:`erasus.models.CLIPWrapper` with its processor, anything else as a causal LM (the ``llm`` extra).
+            :class:`erasus.models.CLIPWrapper` with its processor, a diffusers pipeline folder (``model_index.json``) as
+            an :class:`erasus.models.StableDiffusionWrapper`, anything else as a causal LM (the ``llm`` extra).
         strategy: registered strategy name (``erasus.list_strategies()``) or an ``UnlearningStrategy``.
         selector: registered selector name (``erasus.list_selectors()``) or a ``Selector``; ``"auto"`` lets
             the auto-selector choose from the data's size and modality.

@@ -1,5 +1,5 @@
 """Model wrappers: load Hugging Face models by id or local path, find their blocks, hook activations,
-embed text, wrap CLIP-style dual encoders and multimodal LMs.
+embed text, wrap CLIP-style dual encoders, multimodal LMs and Stable Diffusion pipelines.
 
 ``transformers`` is imported on use (``pip install 'erasus-unlearn[llm]'``); importing this package is cheap.
 """
@@ -7,6 +7,7 @@ embed text, wrap CLIP-style dual encoders and multimodal LMs.
 from .bert import BERTWrapper
 from .blip import BLIP2Wrapper, BLIPWrapper
 from .clip import CLIPWrapper, character_clip_tokenizer, clip_parameter_groups, is_clip_config, load_clip, small_clip
+from .diffusion import StableDiffusionWrapper, is_diffusion_folder, tiny_components, tiny_pipeline
 from .llava import LLaVAWrapper
 from .llm import (
     CausalLM,
@@ -22,6 +23,7 @@ from .llm import (
 from .text_encoder import SentenceEncoder, load_minilm, mean_pool
 
 __all__ = ["BERTWrapper", "BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalLM", "GPTWrapper", "LLaMAWrapper",
-           "LLaVAWrapper", "MistralWrapper", "SentenceEncoder", "activation_hooks", "character_clip_tokenizer",
-           "clip_parameter_groups", "decoder_layers", "is_clip_config", "layer_activations", "load_causal_lm",
-           "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip"]
+           "LLaVAWrapper", "MistralWrapper", "SentenceEncoder", "StableDiffusionWrapper", "activation_hooks", "character_clip_tokenizer",
+           "clip_parameter_groups", "decoder_layers", "is_clip_config", "is_diffusion_folder", "layer_activations", "load_causal_lm",
+           "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip", "tiny_components",
+           "tiny_pipeline"]

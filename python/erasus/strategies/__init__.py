@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (registration side effects)
     boundary_shrink,
     certified_newton,
     certified_removal,
+    diffusion,
     dp_finetune,
     finetune,
     fisher_forgetting,
@@ -34,6 +35,8 @@ from .base import Run, UnlearningStrategy
 from .boundary_shrink import BoundaryShrink
 from .certified_newton import CertifiedNewton
 from .certified_removal import CertifiedRemoval
+from .diffusion.esd import ESD
+from .diffusion.uce import UCE
 from .dp_finetune import DPFinetune
 from .finetune import Finetune
 from .fisher_forgetting import FisherForgetting
@@ -112,6 +115,7 @@ __all__ = [
     "CertifiedRemoval",
     "CertifiedRemovalStrategy",
     "DPFinetune",
+    "ESD",
     "DPFinetuneStrategy",
     "DPO",
     "DPOStrategy",
@@ -165,6 +169,7 @@ __all__ = [
     "SimNPOStrategy",
     "UNDIAL",
     "UNDIALStrategy",
+    "UCE",
     "UNSIRStrategy",
     "UnlearningStrategy",
     "Unsir",

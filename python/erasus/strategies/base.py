@@ -397,6 +397,10 @@ class UnlearningStrategy(abc.ABC):
                 a :class:`~erasus.errors.TargetNotReachedWarning` says when the cap came first.
             **kw: per-call overrides of the method's options.
         """
+        if not isinstance(model, torch.nn.Module) and "unet" in (getattr(model, "components", None) or {}):
+            from ..models.diffusion import StableDiffusionWrapper
+
+            model = StableDiffusionWrapper(model)  # a diffusers pipeline: its modules, behind the diffusion task
         if not isinstance(model, torch.nn.Module):
             raise ErasusTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         forget = _one_of("forget", forget_loader, forget_data, required=self.forget_set == "required")

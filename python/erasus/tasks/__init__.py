@@ -3,7 +3,8 @@
 ``infer_task(model, data)`` picks the adapter: an HF causal LM -> ``"causal_lm"``, a LLaVA / BLIP-2 style
 model (``get_image_features`` and an ``image_token_id`` in a config with a ``text_config``, or a wrapper
 flagged ``multimodal_causal_lm``) -> ``"multimodal_causal_lm"``, a CLIP-like model (``get_image_features`` +
-``get_text_features``) -> ``"contrastive"``, anything else -> ``"classification"``.
+``get_text_features``) -> ``"contrastive"``, a text-to-image diffusion wrapper (``unet``, ``scheduler``,
+``encode_prompt``) -> ``"diffusion"``, anything else -> ``"classification"``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
 
 # family -> module that registers its adapter (added by the family's own issue)
 _FAMILY_MODULES = {"causal_lm": "erasus.tasks.causal_lm", "contrastive": "erasus.tasks.contrastive",
-                   "multimodal_causal_lm": "erasus.tasks.multimodal_lm"}
+                   "multimodal_causal_lm": "erasus.tasks.multimodal_lm", "diffusion": "erasus.tasks.diffusion"}
 
 
 def _is_multimodal_lm(model: torch.nn.Module) -> bool:
@@ -47,6 +48,8 @@ def _is_multimodal_lm(model: torch.nn.Module) -> bool:
 
 
 def _family(model: torch.nn.Module, data: Any) -> str:
+    if all(hasattr(model, a) for a in ("unet", "scheduler", "encode_prompt", "latents_of")):
+        return "diffusion"
     if _is_multimodal_lm(model):
         return "multimodal_causal_lm"
     if hasattr(model, "get_image_features") and hasattr(model, "get_text_features"):

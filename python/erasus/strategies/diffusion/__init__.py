@@ -1,0 +1,10 @@
+"""Concept erasure for text-to-image diffusion models (one file per method); they register themselves on import.
+
+They take an :class:`erasus.models.StableDiffusionWrapper` (or a diffusers ``StableDiffusionPipeline``) and
+prompts, and reach into the UNet only through the wrapper's parameter groups (``cross_attn``, ``cross_attn_kv``,
+``non_cross_attn``, ``unet``).
+"""
+
+from . import esd, uce
+
+__all__ = ["esd", "uce"]

@@ -1,0 +1,101 @@
+"""UCE: Unified Concept Editing (Gandikota et al., "Unified Concept Editing in Diffusion Models", WACV 2024)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ...errors import InvalidInputError
+from ...registry import register_strategy
+from ..base import Run
+from .common import DiffusionStrategy
+
+__all__ = ["UCE", "concept_embeddings", "uce_edit"]
+
+
+def concept_embeddings(model: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """``(n, D)``: the text encoder's hidden state at each prompt's last token before end-of-text (position
+    ``attention_mask.sum() - 2``; the start token for the empty prompt), as the official ``uce_sd_erase.py`` takes it."""
+    out = []
+    with torch.no_grad():
+        for prompt in prompts:
+            mask = model.tokenize([prompt])["attention_mask"]
+            out.append(model.encode_prompt([prompt])[0, int(mask.sum()) - 2])
+    return torch.stack(out)
+
+
+def uce_edit(weight: torch.Tensor, erase: torch.Tensor, guide: torch.Tensor, preserve: torch.Tensor, *,
+             lamb: float, erase_scale: float = 1.0, preserve_scale: float = 1.0) -> torch.Tensor:
+    """The UCE closed form (the paper's Eq. 7) for one projection ``W_old`` (out, D):
+
+    ``W = (lambda W_old + s_e sum_e v*_e c_e^T + s_p sum_p (W_old c_p) c_p^T)
+         (lambda I + s_e sum_e c_e c_e^T + s_p sum_p c_p c_p^T)^-1`` with ``v*_e = W_old g_e``,
+
+    ``erase`` / ``guide`` ``(n_e, D)`` row-aligned concept embeddings, ``preserve`` ``(n_p, D)``. Solved in float64
+    (the official code inverts in float32); returned in ``weight``'s dtype."""
+    w = weight.detach().double()
+    c_e, g, c_p = erase.double(), guide.double(), preserve.double()
+    eye = torch.eye(w.shape[1], dtype=torch.float64, device=w.device)
+    values = g @ w.T  # v*_e = W_old g_e, one per row
+    mat1 = lamb * w + erase_scale * values.T @ c_e + preserve_scale * (c_p @ w.T).T @ c_p
+    mat2 = lamb * eye + erase_scale * c_e.T @ c_e + preserve_scale * c_p.T @ c_p
+    # W = mat1 mat2^-1, i.e. mat2 W^T = mat1^T (mat2 is symmetric)
+    return torch.linalg.solve(mat2, mat1.T).T.to(weight.dtype)
+
+
+@register_strategy("uce")
+class UCE(DiffusionStrategy):
+    """UCE (Gandikota et al., WACV 2024): a closed-form edit of every cross-attention key and value projection
+    (``attn2.to_k``, ``attn2.to_v``; the wrapper's ``cross_attn_kv`` group) so that each erased concept's embedding
+    maps to what its guide concept's did, while preserved concepts keep their keys and values (:func:`uce_edit`).
+    No gradients, no steps.
+
+    Forget data: prompts of the concepts to erase. Retain data (optional): prompts of concepts to preserve (plus
+    ``preserve=``). ``guide``: one prompt for all (default ``""``, the official choice for objects; the official
+    code uses ``"art"`` for artistic styles) or a list aligned with the forget prompts. Defaults from the official
+    ``rohitgandikota/unified-concept-editing`` ``trainscripts/uce_sd_erase.py``: ``lamb`` 0.5, ``erase_scale`` 1,
+    ``preserve_scale`` 1, concept embeddings at the last token (:func:`concept_embeddings`). A projection's bias,
+    if any (SD's have none), is kept.
+    """
+
+    defaults = {"guide": "", "preserve": (), "lamb": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0}
+    retain = "optional"
+    gradient_based = False
+
+    def check_options(self, opts: Mapping[str, Any]) -> None:
+        guide = opts["guide"]
+        if not (isinstance(guide, str) or (isinstance(guide, Sequence) and all(isinstance(g, str) for g in guide))):
+            raise InvalidInputError(f"guide must be a prompt or a list of prompts, got {guide!r}")
+        if isinstance(opts["preserve"], str) or not all(isinstance(p, str) for p in opts["preserve"]):
+            raise InvalidInputError(f"preserve must be a list of prompts, got {opts['preserve']!r}")
+        for key in ("lamb", "erase_scale", "preserve_scale"):
+            value = opts[key]
+            if not isinstance(value, (int, float)) or not value >= 0 or value != value:
+                raise InvalidInputError(f"{key} must be a non-negative number, got {value!r}")
+        if not opts["lamb"] > 0:
+            raise InvalidInputError("lamb must be positive: it keeps the edit's linear system invertible")
+
+    def _unlearn(self, model: Any, run: Run, *, guide: Any, preserve: Sequence[str], lamb: float,
+                 erase_scale: float, preserve_scale: float) -> Any:
+        erase = self.forget_prompts(run)
+        guides = [guide] * len(erase) if isinstance(guide, str) else list(guide)
+        if len(guides) != len(erase):
+            raise InvalidInputError(f"guide has {len(guides)} prompts but there are {len(erase)} forget prompts")
+        kept = list(dict.fromkeys([*self.retain_prompts(run), *preserve]))
+        c_e, c_g = concept_embeddings(model, erase), concept_embeddings(model, guides)
+        c_p = concept_embeddings(model, kept) if kept else c_e.new_zeros((0, c_e.shape[1]))
+        names = model.named_parameter_groups()["cross_attn_kv"]
+        params = dict(model.named_parameters())
+        edited = 0
+        with torch.no_grad():
+            for name in names:
+                if not name.endswith(".weight"):
+                    continue
+                p = params[name]
+                p.copy_(uce_edit(p, c_e.to(p), c_g.to(p), c_p.to(p), lamb=lamb, erase_scale=erase_scale,
+                                 preserve_scale=preserve_scale))
+                edited += 1
+        self.info_ = {"edited_projections": edited, "erased": erase, "guides": guides, "preserved": kept}
+        return model
