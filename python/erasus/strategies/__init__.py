@@ -35,7 +35,9 @@ from .base import Run, UnlearningStrategy
 from .boundary_shrink import BoundaryShrink
 from .certified_newton import CertifiedNewton
 from .certified_removal import CertifiedRemoval
+from .diffusion.concept_ablation import ConceptAblation
 from .diffusion.esd import ESD
+from .diffusion.salun import SalUnDiffusion
 from .diffusion.uce import UCE
 from .dp_finetune import DPFinetune
 from .finetune import Finetune
@@ -114,6 +116,7 @@ __all__ = [
     "CertifiedNewtonStrategy",
     "CertifiedRemoval",
     "CertifiedRemovalStrategy",
+    "ConceptAblation",
     "DPFinetune",
     "ESD",
     "DPFinetuneStrategy",
@@ -162,6 +165,7 @@ __all__ = [
     "SISAStrategy",
     "SSD",
     "SalUn",
+    "SalUnDiffusion",
     "SalUnStrategy",
     "Scrub",
     "SelectiveSynapticDampeningStrategy",

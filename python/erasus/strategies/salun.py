@@ -58,6 +58,9 @@ class SalUn(UnlearningStrategy):
     ) -> torch.nn.Module:
         if not 0.0 < ratio <= 1.0:
             raise InvalidInputError(f"ratio must be in (0, 1], got {ratio}")
+        if run.task.name == "diffusion":
+            raise InvalidInputError("random labels have no meaning for a diffusion model; use 'salun_diffusion' (SalUn's "
+                                    "Stable Diffusion recipe: forget prompts remapped to another concept)")
         if run.weight_decay != 0.0:
             raise InvalidInputError("SalUn masks gradients; weight_decay would still move non-salient weights, use 0")
         num_classes = run.num_classes(model)

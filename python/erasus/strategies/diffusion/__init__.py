@@ -5,6 +5,6 @@ prompts, and reach into the UNet only through the wrapper's parameter groups (``
 ``non_cross_attn``, ``unet``).
 """
 
-from . import esd, uce
+from . import concept_ablation, esd, salun, uce
 
-__all__ = ["esd", "uce"]
+__all__ = ["concept_ablation", "esd", "salun", "uce"]

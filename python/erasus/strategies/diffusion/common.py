@@ -14,7 +14,8 @@ from ...errors import ErasusTypeError, InvalidInputError
 from ...tasks.diffusion import PROMPT_KEYS
 from ..base import Run, UnlearningStrategy
 
-__all__ = ["DiffusionStrategy", "as_diffusion_model", "generate_latents", "prompts_of", "training_only"]
+__all__ = ["DiffusionStrategy", "as_diffusion_model", "generate_latents", "latents_and_prompts", "prompts_of",
+           "training_only"]
 
 #: ESD and Concept Ablation train the weights of Linear / Conv2d layers (norm layers stay as they are)
 WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
@@ -137,3 +138,37 @@ class DiffusionStrategy(UnlearningStrategy):
         if run.epochs is not None:
             return max(1, int(round(run.epochs * -(-n // run.batch_size))))
         return default_steps
+
+
+@torch.no_grad()
+def latents_and_prompts(model: Any, data: Any, *, per_prompt: int, num_inference_steps: int, guidance_scale: float,
+                        seed: int, unet: nn.Module | None = None, batch_size: int = 16) -> tuple[torch.Tensor, list[str]]:
+    """Clean latents and their prompts for a dataset: ``(image, prompt)`` pairs (or dicts) are encoded, prompts alone
+    are turned into ``per_prompt`` images each by ``unet`` (the original model), as SalUn's and Concept Ablation's
+    official pipelines generate their training images with the pretrained model."""
+    from ...tasks.diffusion import split_batch
+
+    items = [data[i] for i in range(len(data))]
+    if all(isinstance(it, str) for it in items):
+        return generate_latents(model, items, per_prompt=per_prompt, num_inference_steps=num_inference_steps,
+                                guidance_scale=guidance_scale, seed=seed, unet=unet)
+    latents, prompts = [], []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        if any(isinstance(it, str) for it in chunk):
+            raise InvalidInputError("mix of bare prompts and (image, prompt) pairs in one data set; use one kind")
+        if isinstance(chunk[0], Mapping):
+            parts = [split_batch(it) for it in chunk]
+            xs = [torch.as_tensor(x) for x, _, _ in parts]
+            if any(x is None for x in xs):
+                raise InvalidInputError("a record has a prompt but no image or latents")
+            is_latents = parts[0][1]
+            x = torch.stack(xs)
+            chunk_prompts = [p[2][0] for p in parts]
+        else:
+            x = torch.stack([torch.as_tensor(it[0]) for it in chunk])
+            chunk_prompts = [_prompt_of(it) for it in chunk]
+            is_latents = False
+        latents.append(x.to(model.device, model.dtype) if is_latents else model.latents_of(x))
+        prompts.extend(chunk_prompts)
+    return torch.cat(latents), prompts
