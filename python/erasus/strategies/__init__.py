@@ -39,6 +39,7 @@ from .diffusion.concept_ablation import ConceptAblation
 from .diffusion.esd import ESD
 from .diffusion.salun import SalUnDiffusion
 from .diffusion.uce import UCE
+from .diffusion.unet_surgery import UNetSurgery
 from .dp_finetune import DPFinetune
 from .finetune import Finetune
 from .fisher_forgetting import FisherForgetting
@@ -175,6 +176,7 @@ __all__ = [
     "UNDIALStrategy",
     "UCE",
     "UNSIRStrategy",
+    "UNetSurgery",
     "UnlearningStrategy",
     "Unsir",
 ]

@@ -5,6 +5,6 @@ prompts, and reach into the UNet only through the wrapper's parameter groups (``
 ``non_cross_attn``, ``unet``).
 """
 
-from . import concept_ablation, esd, salun, uce
+from . import concept_ablation, esd, salun, uce, unet_surgery
 
-__all__ = ["concept_ablation", "esd", "salun", "uce"]
+__all__ = ["concept_ablation", "esd", "salun", "uce", "unet_surgery"]
