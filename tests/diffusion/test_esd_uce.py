@@ -72,12 +72,12 @@ def test_diffusion_strategies_refuse_other_models():
         erasus.get_strategy("uce").unlearn(model=torch.nn.Linear(2, 2), forget_data=FORGET)
 
 
-def _uce_numpy(w, c_e, c_g, c_p, lamb, s_e=1.0, s_p=1.0):
+def _uce_numpy(w, c_e, c_g, c_p, lamb, s_e=1.0, s_p=1.0, weights=None):
     w, c_e, c_g, c_p = (np.asarray(a, dtype=np.float64) for a in (w, c_e, c_g, c_p))
     mat1, mat2 = lamb * w, lamb * np.eye(w.shape[1])
-    for e, g in zip(c_e, c_g):
-        mat1 += s_e * np.outer(w @ g, e)
-        mat2 += s_e * np.outer(e, e)
+    for e, g, we in zip(c_e, c_g, np.ones(len(c_e)) if weights is None else weights):
+        mat1 += s_e * we * np.outer(w @ g, e)
+        mat2 += s_e * we * np.outer(e, e)
     for p in c_p:
         mat1 += s_p * np.outer(w @ p, p)
         mat2 += s_p * np.outer(p, p)
@@ -125,6 +125,19 @@ def test_uce_without_preserve_maps_the_concept_to_the_guide(wrapper):
     for name in wrapper.named_parameter_groups()["cross_attn_kv"]:
         w_old, w_new = old[name].detach().double().numpy(), new[name].detach().double().numpy()
         np.testing.assert_allclose(w_new @ c_e, w_old @ c_g, rtol=1e-3, atol=1e-3)
+
+
+def test_uce_coreset_weights_scale_the_erase_terms(wrapper):
+    prompts = ["a photo of a dress", "a photo of a coat"]
+    out = erasus.get_strategy("uce").unlearn(model=wrapper, forget_data=prompts, weights=torch.tensor([3.0, 1.0]))
+    c_e = np.stack([_last_token_embedding(wrapper, p) for p in prompts])
+    c_g = np.stack([_last_token_embedding(wrapper, "")] * 2)
+    old, new = dict(wrapper.named_parameters()), dict(out.named_parameters())
+    for name in wrapper.named_parameter_groups()["cross_attn_kv"]:
+        w = old[name].detach().double().numpy()
+        # weights normalised to mean 1: (1.5, 0.5)
+        expected = _uce_numpy(w, c_e, c_g, np.zeros((0, w.shape[1])), lamb=0.5, weights=[1.5, 0.5])
+        np.testing.assert_allclose(new[name].detach().double().numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("options, match", [({"lamb": 0.0}, "lamb"), ({"guide": ["a", "b"]}, "guide"),

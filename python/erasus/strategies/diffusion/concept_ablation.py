@@ -14,7 +14,7 @@ from ...errors import InvalidInputError
 from ...registry import register_strategy
 from ...tasks.diffusion import DiffusionTask, denoising_loss
 from ..base import Run
-from .common import DiffusionStrategy, generate_latents, training_only
+from .common import DiffusionStrategy, draw, generate_latents, training_only
 
 __all__ = ["ConceptAblation"]
 
@@ -83,6 +83,13 @@ class ConceptAblation(DiffusionStrategy):
                                            num_inference_steps=anchor_steps, guidance_scale=anchor_guidance,
                                            seed=run.seed, unet=frozen)
         target_of = [pairs[i // anchor_images][1] for i in range(len(owners))]
+        weights = None
+        if run.weights is not None:
+            # a pair's latents carry the summed coreset weight of the forget prompts that map to it
+            pair_weight = dict.fromkeys(pairs, 0.0)
+            for pair, w in zip(zip(anchors, targets), run.weights.tolist()):
+                pair_weight[pair] += w
+            weights = [pair_weight[pairs[i // anchor_images]] for i in range(len(owners))]
         retain_prompts = self.retain_prompts(run)
         prior = None
         if retain_prompts:
@@ -96,7 +103,7 @@ class ConceptAblation(DiffusionStrategy):
         names = groups["unet"] if parameter_group == "full" else groups[parameter_group]
 
         def loss(_: int) -> torch.Tensor:
-            idx = [rng.randrange(len(owners)) for _ in range(run.batch_size)]
+            idx = draw(rng, len(owners), run.batch_size, weights)
             x_t, t, _ = task.noised(model, latents[idx])
             with torch.no_grad():
                 anchor_pred = model.noise_prediction(x_t, t, model.encode_prompt([owners[i] for i in idx]))
@@ -104,7 +111,7 @@ class ConceptAblation(DiffusionStrategy):
             value = F.mse_loss(model.noise_prediction(x_t, t, target_context).float(), anchor_pred.float())
             if prior is not None:
                 z, prompts = prior
-                jdx = [rng.randrange(len(prompts)) for _ in range(run.batch_size)]
+                jdx = draw(rng, len(prompts), run.batch_size)
                 x_r, t_r, eps = task.noised(model, z[jdx])
                 with torch.no_grad():
                     context = model.encode_prompt([prompts[j] for j in jdx])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ...errors import InvalidInputError
 from ...registry import register_strategy
 from ..base import Run
-from .common import WEIGHT_LAYERS, DiffusionStrategy, training_only
+from .common import WEIGHT_LAYERS, DiffusionStrategy, draw, item_weights, training_only
 
 __all__ = ["ESD", "esd_parameter_names", "esd_target"]
 
@@ -52,7 +52,8 @@ class ESD(DiffusionStrategy):
     ``u`` every Linear / Conv2d weight outside ``attn2``, ``all`` every Linear / Conv2d weight of the UNet. Every
     other parameter (norms, the text encoder, the VAE) stays bit-identical.
 
-    Forget data: the concept's prompts (one is drawn per sample, ``batch_size`` per step; official: batch 1).
+    Forget data: the concept's prompts (one is drawn per sample, ``batch_size`` per step; official: batch 1; with
+    coreset ``weights`` prompt ``i`` is drawn with probability ``w_i / sum w``).
     Defaults from the official ``rohitgandikota/erasing`` ``esd_sd.py``: Adam, lr 5e-5, 200 iterations,
     ``negative_guidance`` 2, ``guidance_scale`` 3, ``num_inference_steps`` 50. Deviation: sampling uses the wrapper's
     scheduler (the official script uses the pipeline's), with a seeded CPU generator.
@@ -77,12 +78,13 @@ class ESD(DiffusionStrategy):
         names = esd_parameter_names(model, variant)
         frozen = copy.deepcopy(model.unet).eval().requires_grad_(False)
         rng = random.Random(run.seed)
+        weights = item_weights(run, len(prompts))
         with torch.no_grad():
             null = model.encode_prompt([""])
             source = model.encode_prompt([erase_from]) if erase_from is not None else None
 
         def loss(_: int) -> torch.Tensor:
-            batch = [rng.choice(prompts) for _ in range(run.batch_size)]
+            batch = [prompts[i] for i in draw(rng, len(prompts), run.batch_size, weights)]
             k = rng.randrange(num_inference_steps)
             with torch.no_grad():
                 concept = model.encode_prompt(batch)

@@ -15,7 +15,7 @@ from ...errors import InvalidInputError
 from ...registry import register_strategy
 from ...tasks.diffusion import DiffusionTask, denoising_loss
 from ..base import Run
-from .common import DiffusionStrategy, latents_and_prompts, training_only
+from .common import DiffusionStrategy, draw, item_weights, latents_and_prompts, training_only
 
 __all__ = ["SalUnDiffusion", "diffusion_saliency_mask"]
 
@@ -102,6 +102,7 @@ class SalUnDiffusion(DiffusionStrategy):
         z_f, p_f = latents_and_prompts(model, run.forget, seed=run.seed, **gen)
         z_r, p_r = latents_and_prompts(model, run.retain, seed=run.seed + 1, **gen)
         del frozen
+        weights = item_weights(run, len(p_f))
         names = model.named_parameter_groups()[TRAIN_METHODS[train_method]]
         task = DiffusionTask(seed=run.seed)
         rng = random.Random(run.seed)
@@ -112,13 +113,13 @@ class SalUnDiffusion(DiffusionStrategy):
                           "forget_latents": len(p_f), "retain_latents": len(p_r)}
 
             def loss(_: int) -> torch.Tensor:
-                idx = [rng.randrange(len(p_f)) for _ in range(run.batch_size)]
+                idx = draw(rng, len(p_f), run.batch_size, weights)
                 x_t, t, _ = task.noised(model, z_f[idx])
                 with torch.no_grad():
                     pseudo = model.noise_prediction(x_t, t, model.encode_prompt([remap_of[p_f[i]] for i in idx]))
                     own = model.encode_prompt([p_f[i] for i in idx])
                 forget = F.mse_loss(model.noise_prediction(x_t, t, own).float(), pseudo.float())
-                jdx = [rng.randrange(len(p_r)) for _ in range(run.batch_size)]
+                jdx = draw(rng, len(p_r), run.batch_size)
                 x_r, t_r, target = task.noised(model, z_r[jdx])
                 with torch.no_grad():
                     context = model.encode_prompt([p_r[j] for j in jdx])

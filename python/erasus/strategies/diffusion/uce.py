@@ -27,16 +27,21 @@ def concept_embeddings(model: Any, prompts: Sequence[str]) -> torch.Tensor:
 
 
 def uce_edit(weight: torch.Tensor, erase: torch.Tensor, guide: torch.Tensor, preserve: torch.Tensor, *,
-             lamb: float, erase_scale: float = 1.0, preserve_scale: float = 1.0) -> torch.Tensor:
+             lamb: float, erase_scale: float = 1.0, preserve_scale: float = 1.0,
+             erase_weights: torch.Tensor | None = None) -> torch.Tensor:
     """The UCE closed form (the paper's Eq. 7) for one projection ``W_old`` (out, D):
 
     ``W = (lambda W_old + s_e sum_e v*_e c_e^T + s_p sum_p (W_old c_p) c_p^T)
          (lambda I + s_e sum_e c_e c_e^T + s_p sum_p c_p c_p^T)^-1`` with ``v*_e = W_old g_e``,
 
-    ``erase`` / ``guide`` ``(n_e, D)`` row-aligned concept embeddings, ``preserve`` ``(n_p, D)``. Solved in float64
-    (the official code inverts in float32); returned in ``weight``'s dtype."""
+    ``erase`` / ``guide`` ``(n_e, D)`` row-aligned concept embeddings, ``preserve`` ``(n_p, D)``; ``erase_weights``
+    ``(n_e,)`` scale each erase term (a weighted coreset's weights, normalised to mean 1; default all 1). Solved in
+    float64 (the official code inverts in float32); returned in ``weight``'s dtype."""
     w = weight.detach().double()
     c_e, g, c_p = erase.double(), guide.double(), preserve.double()
+    if erase_weights is not None:
+        r = erase_weights.double().to(w.device).reshape(-1, 1).sqrt()
+        c_e, g = c_e * r, g * r  # sum_e w_e v_e c_e^T = sum_e (sqrt(w_e) W g_e)(sqrt(w_e) c_e)^T
     eye = torch.eye(w.shape[1], dtype=torch.float64, device=w.device)
     values = g @ w.T  # v*_e = W_old g_e, one per row
     mat1 = lamb * w + erase_scale * values.T @ c_e + preserve_scale * (c_p @ w.T).T @ c_p
@@ -57,7 +62,7 @@ class UCE(DiffusionStrategy):
     code uses ``"art"`` for artistic styles) or a list aligned with the forget prompts. Defaults from the official
     ``rohitgandikota/unified-concept-editing`` ``trainscripts/uce_sd_erase.py``: ``lamb`` 0.5, ``erase_scale`` 1,
     ``preserve_scale`` 1, concept embeddings at the last token (:func:`concept_embeddings`). A projection's bias,
-    if any (SD's have none), is kept.
+    if any (SD's have none), is kept. Coreset ``weights`` scale each erased concept's term (normalised to mean 1).
     """
 
     defaults = {"guide": "", "preserve": (), "lamb": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0}
@@ -85,6 +90,7 @@ class UCE(DiffusionStrategy):
             raise InvalidInputError(f"guide has {len(guides)} prompts but there are {len(erase)} forget prompts")
         kept = list(dict.fromkeys([*self.retain_prompts(run), *preserve]))
         c_e, c_g = concept_embeddings(model, erase), concept_embeddings(model, guides)
+        scale = None if run.weights is None else run.weights / run.weights.mean()
         c_p = concept_embeddings(model, kept) if kept else c_e.new_zeros((0, c_e.shape[1]))
         names = model.named_parameter_groups()["cross_attn_kv"]
         params = dict(model.named_parameters())
@@ -95,7 +101,7 @@ class UCE(DiffusionStrategy):
                     continue
                 p = params[name]
                 p.copy_(uce_edit(p, c_e.to(p), c_g.to(p), c_p.to(p), lamb=lamb, erase_scale=erase_scale,
-                                 preserve_scale=preserve_scale))
+                                 preserve_scale=preserve_scale, erase_weights=scale))
                 edited += 1
         self.info_ = {"edited_projections": edited, "erased": erase, "guides": guides, "preserved": kept}
         return model

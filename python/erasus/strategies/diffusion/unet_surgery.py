@@ -14,7 +14,7 @@ from ...errors import InvalidInputError
 from ...registry import register_strategy
 from ...tasks.diffusion import DiffusionTask, denoising_loss
 from ..base import Run
-from .common import DiffusionStrategy, latents_and_prompts, training_only
+from .common import DiffusionStrategy, draw, item_weights, latents_and_prompts, training_only
 
 __all__ = ["UNetSurgery", "connection_sensitivity"]
 
@@ -119,16 +119,17 @@ class UNetSurgery(DiffusionStrategy):
         names = {"full": unet_names, "cross_attn": groups["cross_attn"], "non_cross_attn": groups["non_cross_attn"]}
         task = DiffusionTask(seed=run.seed + 2)
         rng = random.Random(run.seed)
+        weights = item_weights(run, len(p_f))
 
         def loss(_: int) -> torch.Tensor:
-            def denoise(z: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-                idx = [rng.randrange(len(prompts)) for _ in range(run.batch_size)]
+            def denoise(z: torch.Tensor, prompts: list[str], w: list[float] | None = None) -> torch.Tensor:
+                idx = draw(rng, len(prompts), run.batch_size, w)
                 x_t, t, target = task.noised(model, z[idx])
                 with torch.no_grad():
                     context = model.encode_prompt([prompts[i] for i in idx])
                 return denoising_loss(model.noise_prediction(x_t, t, context), target).mean()
 
-            return denoise(z_r, p_r) - lam * denoise(z_f, p_f)
+            return denoise(z_r, p_r) - lam * denoise(z_f, p_f, weights)
 
         steps = run.steps if run.steps is not None else max(1, int(round(
             (run.epochs if run.epochs is not None else default_epochs) * -(-len(p_f) // run.batch_size))))
