@@ -87,3 +87,15 @@ def test_kcenter_on_prompt_embeddings_through_the_unlearner(wrapper):
                                                      return_tensors="pt")["input_ids"]).pooler_output
     ref = erasus.select(emb.numpy().astype(np.float32), 3, method="kcenter", seed=0)
     assert sorted(sel.indices.tolist()) == sorted(ref.indices.tolist())
+
+
+def test_craig_on_denoising_gradients_through_the_unlearner(wrapper):
+    """Per-sample gradients of (image, prompt) batches: the prompts are sliced per sample with the images."""
+    pairs = _pairs(wrapper, 6)
+    unlearner = erasus.ErasusUnlearner(wrapper, strategy="gradient_ascent", selector="craig", prune_ratio=0.5,
+                                       feature_options={"proj_dim": 16, "progress": False})
+    sel, _ = unlearner.select(pairs)
+    assert len(sel.indices) == 3 and len(set(sel.indices.tolist())) == 3
+    assert float(sel.weights.sum()) == pytest.approx(6.0)
+    features = erasus.features.per_sample_gradients(wrapper, pairs, proj_dim=16, progress=False, task=DiffusionTask())
+    assert features.shape == (6, 16) and bool(torch.isfinite(features).all()) and float(features.norm()) > 0

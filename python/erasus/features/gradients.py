@@ -118,7 +118,23 @@ def _resolve(model: nn.Module, data: Any, task: Any, device: Any, batch_size: in
     return model, task.separable(model, loader), loader, target, n
 
 
+def _has_strings(batch: Any, size: int) -> bool:
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == size and batch and all(isinstance(v, str) for v in batch):
+            return True
+        return any(_has_strings(v, size) for v in batch)
+    if isinstance(batch, dict):
+        return any(_has_strings(v, size) for v in batch.values())
+    return False
+
+
 def _slice(batch: Any, start: int, stop: int, size: int) -> Any:
+    if isinstance(batch, (tuple, list)) and len(batch) == size and all(isinstance(v, str) for v in batch):
+        return type(batch)(batch[start:stop])  # per-sample strings (a diffusion batch's prompts)
+    if isinstance(batch, (tuple, list)) and not hasattr(batch, "_fields"):
+        return type(batch)(_slice(v, start, stop, size) for v in batch)
+    if isinstance(batch, dict):
+        return {k: _slice(v, start, stop, size) for k, v in batch.items()}
     return tree_map(lambda t: t[start:stop] if isinstance(t, torch.Tensor) and t.ndim and t.shape[0] == size else t,
                     batch)
 
@@ -142,7 +158,8 @@ def _generic_grads(model: nn.Module, task: Task, batch: Any, size: int, chunk: l
                    method: str) -> list[torch.Tensor]:
     """Per-sample gradients (B, *p.shape) of the parameters in ``chunk``."""
     wrapper = _TaskLoss(model, task)
-    if method != "loop":
+    # vmap maps tensors only: per-sample strings (prompts) take the per-sample loop
+    if method != "loop" and not _has_strings(batch, size):
         frozen = {"model." + n: t.detach() for n, t in model.named_parameters() if all(t is not p for _, p in chunk)}
         frozen.update({"model." + n: b for n, b in model.named_buffers()})
         chunk_params = {"model." + n: p.detach() for n, p in chunk}

@@ -49,7 +49,7 @@ def is_diffusion_folder(path: str | os.PathLike[str]) -> bool:
     return (Path(path).expanduser() / "model_index.json").is_file()
 
 
-def _load_folder(path: Path, *, device: Any) -> dict[str, Any]:
+def _load_folder(path: Path) -> dict[str, Any]:
     """The components listed in ``model_index.json``, each loaded from its subfolder by its own class."""
     import importlib
 
@@ -173,7 +173,7 @@ class StableDiffusionWrapper(nn.Module):
             if not is_diffusion_folder(path):
                 raise InvalidInputError(f"{str(source)!r} is not a diffusers pipeline folder (no model_index.json); "
                                         "save one with pipeline.save_pretrained(path)")
-            return _load_folder(path, device=device)
+            return _load_folder(path)
         if isinstance(source, Mapping):
             unknown = sorted(set(source) - set(_REQUIRED) - {"vae"})
             if unknown:
