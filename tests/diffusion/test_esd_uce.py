@@ -7,7 +7,7 @@ import torch
 from diffusion_helpers import FORGET, RETAIN, assert_same_state, state_of
 
 import erasus
-from erasus.errors import ErasusTypeError, InvalidInputError
+from erasus.errors import ErasusTypeError, InvalidInputError, NonFiniteError
 from erasus.models import StableDiffusionWrapper
 from erasus.strategies.diffusion.uce import concept_embeddings
 
@@ -57,12 +57,22 @@ def test_esd_accepts_the_pipeline_itself(tiny_pipe):
     ({"forget_data": FORGET, "variant": "z"}, InvalidInputError, "variant"),
     ({"forget_data": [""]}, InvalidInputError, "empty"),
     ({"forget_data": FORGET, "num_inference_steps": 0}, InvalidInputError, "num_inference_steps"),
+    ({"forget_data": FORGET, "negative_guidance": float("nan")}, InvalidInputError, "negative_guidance"),
 ])
 def test_esd_refuses_bad_input_before_work(wrapper, kwargs, error, match):
     before = state_of(wrapper)
     with pytest.raises(error, match=match):
         erasus.get_strategy("esd").unlearn(model=wrapper, progress=False, **kwargs)
     assert_same_state(state_of(wrapper), before)
+
+
+def test_a_diverging_inplace_run_restores_the_model(wrapper):
+    before = state_of(wrapper)
+    with pytest.raises(NonFiniteError):
+        erasus.get_strategy("esd", variant="all", lr=1e30).unlearn(model=wrapper, forget_data=FORGET, steps=5,
+                                                                    inplace=True, **FAST)
+    assert_same_state(state_of(wrapper), before)
+    assert all(p.grad is None for p in wrapper.parameters())
 
 
 def test_diffusion_strategies_refuse_other_models():

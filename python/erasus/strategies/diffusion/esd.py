@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +70,10 @@ class ESD(DiffusionStrategy):
         steps = opts["num_inference_steps"]
         if not isinstance(steps, int) or steps <= 0:
             raise InvalidInputError(f"num_inference_steps must be a positive integer, got {steps!r}")
+        for key in ("negative_guidance", "guidance_scale"):
+            value = opts[key]
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidInputError(f"{key} must be a finite number, got {value!r}")
         if opts["erase_from"] is not None and not (isinstance(opts["erase_from"], str) and opts["erase_from"].strip()):
             raise InvalidInputError(f"erase_from must be a non-empty prompt or None, got {opts['erase_from']!r}")
 
