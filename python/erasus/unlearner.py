@@ -99,7 +99,8 @@ class ErasusUnlearner:
         device: where to compute (default: the model's device).
         seed: seeds selection and unlearning (default 0). Privacy noise (``dp_finetune``, ``certified_newton``)
             is drawn from OS entropy unless ``seed`` is given explicitly.
-        selector_options / feature_options: passed to the selector / to :mod:`erasus.features`.
+        selector_options: passed to the selector.
+        feature_options: passed to :mod:`erasus.features`.
         **strategy_options: the strategy's hyperparameters (``lr``, ``alpha`` ...).
 
     After :meth:`fit`: ``model_`` (the unlearned model), ``selection_``, ``timings_`` (seconds for features,

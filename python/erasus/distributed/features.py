@@ -70,7 +70,8 @@ def extract_feature_shards(
         shards: number of files; file ``p`` holds rows ``[p n / shards, (p + 1) n / shards)`` in dataset order.
         kind: ``"embeddings"`` (:func:`erasus.features.embeddings`) or ``"gradients"``
             (:func:`erasus.features.per_sample_gradients`, e.g. ``proj_dim=``, ``projection=``, ``seed=``).
-        concurrency, num_gpus: the actor pool's size and GPUs per actor (Ray Data's own scheduling).
+        concurrency: the actor pool's size (Ray Data's own scheduling).
+        num_gpus: GPUs per actor.
 
     Returns:
         The shard paths in row order, ready for ``select_distributed(paths, k, method)``.

@@ -59,7 +59,9 @@ class BLIP2Wrapper(MultimodalLMWrapper):
     Args:
         model_or_path: a ``Blip2ForConditionalGeneration`` or a local folder / hub id of one; its config needs
             an ``image_token_id`` (``image_token_index``), as checkpoints saved by transformers >= 4.47 have.
-        processor / tokenizer / device: as :class:`~erasus.models.llava.LLaVAWrapper`.
+        processor: as :class:`~erasus.models.llava.LLaVAWrapper`.
+        tokenizer: as :class:`~erasus.models.llava.LLaVAWrapper`.
+        device: as :class:`~erasus.models.llava.LLaVAWrapper`.
         prompt_template: ``"<image>Question: {question} Answer:"`` by default (the BLIP-2 VQA prompt).
     """
 

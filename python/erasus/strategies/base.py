@@ -380,11 +380,14 @@ class UnlearningStrategy(abc.ABC):
 
         Args:
             model: any ``nn.Module`` (classifier, HF model, ...).
-            forget_loader / forget_data: the forget set (``DataLoader``, ``Dataset``, tensors or ``(x, y)`` arrays).
-            retain_loader / retain_data: the retain set, for methods that use one.
+            forget_loader: the forget set (``DataLoader``, ``Dataset``, tensors or ``(x, y)`` arrays).
+            forget_data: another name for ``forget_loader``.
+            retain_loader: the retain set, for methods that use one.
+            retain_data: another name for ``retain_loader``.
             weights: per-sample weights aligned with the forget set order (a CRAIG coreset's ``Selection.weights``);
                 forget losses become ``sum w_i l_i / sum w_i``.
-            steps / epochs: optimizer-step budget, or passes over the forget set (method default when both None).
+            steps: optimizer-step budget (method default when both ``steps`` and ``epochs`` are None).
+            epochs: passes over the forget set instead of ``steps``.
             lr: learning rate (method default when None).
             inplace: modify ``model`` itself; it is restored bit for bit if the call raises.
             device: where to run (default: the model's device).
