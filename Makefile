@@ -7,14 +7,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.erasus-deps
 EXT    := $(VENV)/.erasus-ext
-EXTRAS ?= dev,llm,dp,gpu,select,distributed,diffusion
+EXTRAS ?= dev,llm,dp,gpu,select,distributed,diffusion,docs
 # slow = real-model tests (minutes on a CPU); `make test PYTEST_ARGS=` runs them too
 PYTEST_ARGS ?= -m "not slow"
 RUST_SRC := $(shell find rust -name '*.rs' 2>/dev/null) Cargo.toml Cargo.lock rust/erasus-core/Cargo.toml rust/erasus-py/Cargo.toml
 
 export TRITON_INTERPRET ?= 1
 
-.PHONY: demo test test-rust test-python stubtest lint bench wheel clean
+.PHONY: demo docs test test-rust test-python test-docs stubtest lint bench wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(EXT): $(DEPS) $(RUST_SRC)
 demo: $(EXT)
 	$(VENV)/bin/erasus demo
 
-test: test-rust $(EXT) stubtest test-python
+test: test-rust $(EXT) stubtest test-python test-docs
 
 test-rust:
 	cargo fmt --all -- --check
@@ -44,6 +44,14 @@ stubtest: $(EXT)
 
 test-python: $(EXT)
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# the documentation site must build without a warning, and every example must run offline with --tiny
+test-docs: $(EXT)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	$(PY) examples/run_all.py
+
+docs: $(EXT)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 bench: $(EXT)
 	cargo bench -p erasus-core
