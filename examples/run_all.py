@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# shared modules that the scripts beside them import; not examples themselves
-HELPERS = {"common.py", "run_all.py"}
 
 
 def examples() -> list[Path]:
-    return sorted(p for p in HERE.glob("*/*.py") if p.name not in HELPERS)
+    """Every script under a family folder: files with a ``__main__`` guard. Modules without one (``common.py``,
+    the entry points a benchmark config names) are imported by others, not run."""
+    return sorted(p for p in HERE.glob("*/*.py") if 'if __name__ == "__main__":' in p.read_text())
 
 
 def run(path: Path, timeout: float) -> tuple[Path, bool, str, float]:
