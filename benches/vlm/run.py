@@ -96,12 +96,13 @@ def lr_grid(method: str) -> tuple[float, ...]:
 class Context:
     """Data, models and metrics of one family."""
 
-    def __init__(self, family: str, *, n_train: int, n_test: int) -> None:
+    def __init__(self, family: str, *, n_train: int, n_test: int, train_seed: int = 0) -> None:
         self.family = family
+        self.train_seed = train_seed
         self.forget_class = fc = FORGET_CLASS[family]
         self.tokenizer, factory = start_models.tokenizer_and_factory(family)
         data = common.load_data(n_train=n_train, n_test=n_test)
-        kw = dict(data=data, forget_class=fc, n_train=n_train, n_test=n_test, factory=factory,
+        kw = dict(data=data, forget_class=fc, n_train=n_train, n_test=n_test, seed=train_seed, factory=factory,
                   tokenizer=self.tokenizer)
         self.start, self.start_record = start_models.trained(family, "start", **kw)
         self.oracle, self.oracle_record = start_models.trained(family, "oracle", **kw)
@@ -156,7 +157,7 @@ def run_one(ctx: Context, method: str, lr: float, selector: str, seed: int, spli
     features = None if selector in ("full", "random") else ctx.features()
     t_feat = time.perf_counter() - t0
     row: dict[str, Any] = {"family": ctx.family, "method": method, "strategy": name, "lr": lr, "selector": selector,
-                           "seed": seed, "split": split, "options": {k: v for k, v in opts.items()}}
+                           "seed": seed, "train_seed": ctx.train_seed, "split": split, "options": {k: v for k, v in opts.items()}}
     try:
         model = unlearner.fit(ctx.forget, ctx.retain, prune_ratio=1.0 if selector == "full" else 0.1,
                               features=features, steps=STEPS, progress=False)
@@ -192,16 +193,18 @@ def main() -> int:
     parser.add_argument("--lrs", help="override the learning-rate grid of the sweep (comma-separated)")
     parser.add_argument("--n-train", type=int, default=6000)
     parser.add_argument("--n-test", type=int, default=2000)
+    parser.add_argument("--train-seed", type=int, default=0,
+                        help="training seed of the start model and the oracle (models.py --train-seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     doc = json.loads(out.read_text()) if out.exists() else {"rows": [], "reference": {}, "machine": []}
-    done = {(r["family"], r["method"], r["lr"], r["selector"], r["seed"]) for r in doc["rows"]}
+    done = {(r["family"], r["method"], r["lr"], r["selector"], r["seed"], r.get("train_seed", 0)) for r in doc["rows"]}
     chosen = json.loads(Path(args.sweep).read_text())["chosen"] if args.phase == "grid" else {}
     doc["machine"].append({"start": machine(), "argv": sys.argv[1:]})
     methods = args.methods.split(",")
     for family in args.families.split(","):
-        ctx = Context(family, n_train=args.n_train, n_test=args.n_test)
+        ctx = Context(family, n_train=args.n_train, n_test=args.n_test, train_seed=args.train_seed)
         doc["reference"][family] = {"forget_class": common.CLASSES[ctx.forget_class], "oracle": ctx.oracle_scores, "start": ctx.start_scores,
                                     "oracle_train": ctx.oracle_record, "start_train": ctx.start_record,
                                     "n_forget": len(ctx.forget), "n_retain": len(ctx.retain)}
@@ -216,7 +219,7 @@ def main() -> int:
                 jobs = [(lr, s, seed, "test") for s in args.selectors.split(",") if s in sels
                         for seed in map(int, args.seeds.split(","))]
             for lr, selector, seed, split in jobs:
-                if (family, method, lr, selector, seed) in done:
+                if (family, method, lr, selector, seed, args.train_seed) in done:
                     continue
                 row = run_one(ctx, method, lr, selector, seed, split)
                 doc["rows"].append(row)

@@ -81,6 +81,7 @@ def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
             init_weights = getattr(root, "_init_weights")
             for m in root.modules():
                 init_weights(m)
+    _reinit_from_config(fresh, hf_names, hf_roots, before, seed=seed)
     after: dict[str, torch.Tensor] = {f"parameter {n}": t for n, t in fresh.named_parameters()}
     after.update({f"buffer {n}": t for n, t in fresh.named_buffers()})
     stale = [name for name, t in after.items() if name in before and (t._version, t.data_ptr()) == before[name]
@@ -93,6 +94,28 @@ def reinitialize(model: torch.nn.Module, *, seed: int) -> torch.nn.Module:
             "model_factory= for retrain / sisa, bad_teacher= for bad_teacher, incompetent_model= for zrf"
         )
     return fresh
+
+
+def _reinit_from_config(fresh: torch.nn.Module, hf_names: list[str], hf_roots: list[torch.nn.Module],
+                        before: dict[str, tuple[int, int]], *, seed: int) -> None:
+    """Parameters that a transformers model sets in ``__init__`` and its ``_init_weights`` leaves alone (CLIP's
+    ``logit_scale``, from ``config.logit_scale_init_value``) take their value from a model built afresh from the
+    same config, under ``seed``."""
+    names = {id(r): n for n, r in ((n, fresh.get_submodule(n)) for n in hf_names) if any(r is q for q in hf_roots)}
+    for root in hf_roots:
+        prefix = names[id(root)] + "." if names[id(root)] else ""
+        left = [n for n, t in root.named_parameters()
+                if (t._version, t.data_ptr()) == before.get(f"parameter {prefix}{n}")]
+        if not left:
+            continue
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            built = dict(type(root)(copy.deepcopy(root.config)).named_parameters())
+        own = dict(root.named_parameters())
+        with torch.no_grad():
+            for n in left:
+                if n in built and built[n].shape == own[n].shape:
+                    own[n].copy_(built[n])
 
 
 def _is_running_stat(model: torch.nn.Module, buffer_name: str) -> bool:
@@ -249,7 +272,8 @@ class Run:
         batch, _ = next(iter(self.forget_epoch(shuffle=False)))
         n = self.task.num_classes(model, batch)
         if n is None:
-            raise InvalidInputError(f"strategy {self.strategy_name!r} needs a task with a fixed label space")
+            raise InvalidInputError(f"strategy {self.strategy_name!r} needs a task with a fixed label space (for a "
+                                    "contrastive model: task=ContrastiveTask(class_prompts=[...], tokenizer=processor))")
         return n
 
     # ----------------------------------------------------------------------------------------- training

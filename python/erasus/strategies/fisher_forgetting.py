@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.func import functional_call, grad, vmap
+import torch.nn.functional as F
+from torch.func import grad, vmap
 
 from ..errors import InvalidInputError
 from ..registry import register_strategy
-from ..tasks import move_to_device
+from ..selectors._common import _Bound
 from .base import Run, UnlearningStrategy
 
 __all__ = ["FisherForgetting", "diagonal_fisher"]
@@ -27,8 +28,12 @@ def _unsqueeze_all(batch: Any) -> Any:
 
 def diagonal_fisher(model: torch.nn.Module, run: Run, *, kind: str) -> list[torch.Tensor]:
     """Diagonal Fisher of the retain set, ``F = E_x E_{y ~ p(y|x)} [(d log p(y|x) / d theta)^2]`` (``kind="true"``)
-    or with the dataset labels (``kind="empirical"``), from per-sample gradients (``torch.func.vmap``),
-    accumulated with :func:`erasus.kernels.fisher_accumulate_`."""
+    or with the dataset labels (``kind="empirical"``), from per-sample gradients (``torch.func.vmap``, or a
+    per-sample loop where vmap cannot trace the model), accumulated with :func:`erasus.kernels.fisher_accumulate_`.
+
+    ``p(y|x)`` is the softmax of :meth:`Task.label_logits` (a classifier's logits; a contrastive model's zero-shot
+    logits over its class prompts). The empirical Fisher's per-sample loss is the task's separable one (a
+    contrastive pair against a fixed bank of retain negatives: a pair alone has zero InfoNCE and no gradient)."""
     from tqdm.auto import tqdm
 
     from ..kernels import fisher_accumulate_
@@ -40,38 +45,58 @@ def diagonal_fisher(model: torch.nn.Module, run: Run, *, kind: str) -> list[torc
     buffers = {n: b.detach() for n, b in model.named_buffers()}
     acc = [torch.zeros_like(params[n], dtype=torch.float32) for n in names]
     n_total = len(run.retain)  # type: ignore[arg-type]
-    task = run.task
+    task = run.task.separable(model, run.retain_raw) if kind == "empirical" else run.task
 
-    class _Bound(torch.nn.Module):
-        def __init__(self, p: dict[str, torch.Tensor]) -> None:
-            super().__init__()
-            self.p = p
+    def loss_one(p: dict[str, torch.Tensor], sample: Any, label: torch.Tensor | None) -> torch.Tensor:
+        single = _unsqueeze_all(sample)
+        if label is None:
+            return task.per_sample_loss(_Bound(model, {**p, **buffers}), single)[0]
+        return F.cross_entropy(task.label_logits(_Bound(model, {**p, **buffers}), single), label.reshape(1))
 
-        def forward(self, *args: Any, **kwargs: Any) -> Any:
-            return functional_call(model, (self.p, buffers), args, kwargs)
+    def per_sample_grad(batch: Any, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        try:
+            return vmap(grad(loss_one), in_dims=(None, 0, None if labels is None else 0))(params, batch, labels)
+        except RuntimeError as exc:
+            if "vmap" not in str(exc).lower() and "data-dependent" not in str(exc).lower():
+                raise
+        # vmap cannot trace data-dependent control flow (transformers' mask checks): the same gradients, one by one
+        rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        size = run.task.batch_size(batch)
+        for i in range(size):
+            sample = _index(batch, i, size)
+            g = grad(loss_one)(params, sample, None if labels is None else labels[i])
+            for n in names:
+                rows[n].append(g[n])
+        return {n: torch.stack(r) for n, r in rows.items()}
 
-    def loss_one(p: dict[str, torch.Tensor], sample: Any) -> torch.Tensor:
-        return task.per_sample_loss(_Bound(p), _unsqueeze_all(sample))[0]
-
-    per_sample_grad = vmap(grad(loss_one), in_dims=(None, 0))
     model.eval()
     bar = tqdm(run.retain_epoch(shuffle=False), total=run.batches_per_epoch("retain"), disable=not run.progress,
                desc=f"fisher_forgetting: {kind} Fisher on retain", leave=False)
     for batch in bar:
         if kind == "empirical":
-            g = per_sample_grad(params, batch)
+            g = per_sample_grad(batch, None)
             fisher_accumulate_(acc, [g[n].reshape(-1, *params[n].shape).pow(2).sum(0).sqrt() for n in names], weight=1.0 / n_total)
             continue
         with torch.no_grad():
-            probs = torch.softmax(task.outputs(model, batch), dim=-1)
+            probs = torch.softmax(task.label_logits(model, batch).float(), dim=-1)
         for c in range(probs.shape[-1]):
             labels = torch.full((probs.shape[0],), c, dtype=torch.long, device=probs.device)
-            g = per_sample_grad(params, move_to_device(task.with_labels(batch, labels), run.device))
+            g = per_sample_grad(batch, labels)
             pc = probs[:, c]
             # sum_i p_c(x_i) g_i^2, fed to the kernel as the square of its square root
             contrib = [(g[n] * g[n] * pc.reshape(-1, *([1] * params[n].ndim))).sum(0).sqrt() for n in names]
             fisher_accumulate_(acc, contrib, weight=1.0 / n_total)
     return acc
+
+
+def _index(batch: Any, i: int, size: int) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch[i] if batch.ndim and batch.shape[0] == size else batch
+    if isinstance(batch, dict):
+        return {k: _index(v, i, size) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_index(v, i, size) for v in batch)
+    return batch
 
 
 @register_strategy("fisher_forgetting")

@@ -57,7 +57,7 @@ def random_label_loss(
             return alpha * run.task.loss(model, batch)
         y = run.task.labels(batch)
         y_rand = random_labels(y, num_classes, exclude_true=exclude_true, generator=run.generator)
-        logits = run.task.outputs(model, batch)
+        logits = run.task.label_logits(model, batch)
         return weighted(F.cross_entropy(logits, y_rand.to(logits.device), reduction="none"), w)
 
     return loss
@@ -71,7 +71,7 @@ def random_label_step(
     batch, w = next(forget)
     y = run.task.labels(batch)
     y_rand = random_labels(y, num_classes, exclude_true=exclude_true, generator=run.generator)
-    logits = run.task.outputs(model, batch)
+    logits = run.task.label_logits(model, batch)
     loss = weighted(F.cross_entropy(logits, y_rand.to(logits.device), reduction="none"), w)
     if retain is not None:
         loss = loss + alpha * run.task.loss(model, next(retain))
@@ -89,6 +89,12 @@ class RandomLabel(UnlearningStrategy):
     forget passes run. ``steps`` caps the total number of steps along that schedule.
 
     Defaults: ``alpha = 1``, lr 0.01, 10 epochs, SGD momentum 0.9.
+
+    Labels are those of :meth:`Task.label_logits`. On a contrastive model (CLIP) a pair's label is its *class
+    prompt* (``task=ContrastiveTask(class_prompts=[...], tokenizer=processor)``): a random label trains the image
+    towards a random class prompt, ``CE(s * v_i . c_k, y'_i)`` over the zero-shot logits, the pair's own caption
+    unused; retain batches keep the symmetric InfoNCE (the image-text alignment). SalUn and amnesiac relabelling
+    use the same definition.
     """
 
     defaults = {"lr": 0.01, "alpha": 1.0, "default_epochs": 10}

@@ -134,6 +134,12 @@ class Task(abc.ABC):
         """Number of classes the model predicts, or None when the family has no fixed label space."""
         return None
 
+    def label_logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """Logits (B, C) over the label space that :meth:`labels` and :meth:`num_classes` index: what label-based
+        methods (random / wrong labels, the true Fisher) train or sample against. A classifier's outputs;
+        a contrastive model's zero-shot logits over its class prompts."""
+        return self.outputs(model, batch)
+
     def features_input(self, batch: Batch) -> Any:
         """What to feed ``model(...)`` (for forward hooks / embeddings)."""
         return batch

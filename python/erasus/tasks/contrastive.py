@@ -274,6 +274,16 @@ class ContrastiveTask(Task):
         c = self.class_embeddings(model, device=v.device) if class_embeddings is None else class_embeddings.to(v.device)
         return self.scale(model).to(v.device) * v @ c.T
 
+    def label_logits(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """The zero-shot logits (B, C): a pair's *label* is its class prompt, so a random label (random_label,
+        salun, amnesiac relabelling) trains the image towards a random class prompt and the true Fisher samples
+        classes from the zero-shot softmax. The pair's own caption plays no part in it."""
+        if self._prompt_groups is None:
+            raise InvalidInputError("label-based methods (random labels, true Fisher) on a contrastive model need a "
+                                    "label space: pass task=ContrastiveTask(class_prompts=[...], tokenizer=processor); a "
+                                    "pair's label is then its class prompt and a random label a random class prompt")
+        return self.zero_shot_logits(model, batch)
+
     # -- per-sample view ----------------------------------------------------
     def separable(self, model: torch.nn.Module, data: Any, *, negatives: int = 256, seed: int = 0) -> "Task":
         """A task whose loss for pair ``i`` depends on pair ``i`` only: InfoNCE against a fixed negative bank.
