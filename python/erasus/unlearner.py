@@ -46,6 +46,22 @@ def as_data(data: Any) -> Any:
     return as_dataset(data)
 
 
+#: config.json model_type -> the erasus wrapper a local folder loads as (CLIP-family types: is_clip_config)
+_VISION_LANGUAGE = {"llava": "LLaVAWrapper", "blip-2": "BLIP2Wrapper", "blip": "BLIPWrapper"}
+
+
+def _model_type(folder: Path) -> str | None:
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
 def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors; a local
     CLIP checkpoint (by its config) becomes a :class:`~erasus.models.CLIPWrapper` with its processor, a diffusers
@@ -64,6 +80,12 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
     if looks_local and is_clip_config(Path(text).expanduser()):
         clip = CLIPWrapper(Path(text).expanduser(), device=device)
         return clip, clip.processor
+    wrapper = _VISION_LANGUAGE.get(_model_type(Path(text).expanduser())) if looks_local else None
+    if wrapper is not None:
+        from . import models
+
+        loaded = getattr(models, wrapper)(Path(text).expanduser(), device=device)
+        return loaded, getattr(loaded, "tokenizer", None) or loaded.processor
     try:
         return load_causal_lm(Path(text).expanduser() if looks_local else text, device=device)
     except OSError as exc:
@@ -71,6 +93,17 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
             f"could not load model_name {text!r}: {exc}. Check the id or give a local folder holding config.json "
             "and weights (offline: set HF_HUB_OFFLINE=1 to fail fast instead of retrying the hub)"
         ) from None
+
+
+def _is_qa_records(data: Any) -> bool:
+    """A non-empty list / ``datasets`` dataset whose first item has image, question and answer entries."""
+    if isinstance(data, (str, bytes, os.PathLike, torch.Tensor, np.ndarray, torch.utils.data.DataLoader, Mapping)):
+        return False
+    try:
+        first = data[0] if len(data) else None
+    except (TypeError, KeyError, IndexError):
+        return False
+    return isinstance(first, Mapping) and all(k in first for k in ("image", "question", "answer"))
 
 
 def _labels_of(dataset: Any) -> np.ndarray | None:
@@ -87,8 +120,10 @@ class ErasusUnlearner:
     Args:
         model: the trained ``nn.Module`` (or give ``model_name`` instead).
         model_name: a transformers model id or local folder, loaded by its config: a CLIP checkpoint as an
-            :class:`erasus.models.CLIPWrapper` with its processor, a diffusers pipeline folder (``model_index.json``) as
-            an :class:`erasus.models.StableDiffusionWrapper`, anything else as a causal LM (the ``llm`` extra).
+            :class:`erasus.models.CLIPWrapper` with its processor, a LLaVA / BLIP-2 / BLIP retrieval folder as
+            :class:`~erasus.models.LLaVAWrapper` / :class:`~erasus.models.BLIP2Wrapper` /
+            :class:`~erasus.models.BLIPWrapper`, a diffusers pipeline folder (``model_index.json``) as an
+            :class:`erasus.models.StableDiffusionWrapper`, anything else as a causal LM (the ``llm`` extra).
         strategy: registered strategy name (``erasus.list_strategies()``) or an ``UnlearningStrategy``.
         selector: registered selector name (``erasus.list_selectors()``) or a ``Selector``; ``"auto"`` lets
             the auto-selector choose from the data's size and modality.
@@ -164,7 +199,13 @@ class ErasusUnlearner:
     def as_data(self, data: Any) -> Any:
         """``data`` as a dataset: for a CLIP-style model with a processor, captions files / folders, COCO JSON,
         records and ``datasets`` datasets with image and text columns become model inputs
-        (:func:`erasus.data.vlm.image_text_data`); otherwise see :func:`as_data`."""
+        (:func:`erasus.data.vlm.image_text_data`); for a LLaVA / BLIP-2 wrapper, ``{"image", "question",
+        "answer"}`` records (a list or a ``datasets`` dataset) become its answer-loss samples; otherwise see
+        :func:`as_data`."""
+        from .models.mllm import MultimodalLMWrapper
+
+        if isinstance(self.model, MultimodalLMWrapper) and _is_qa_records(data):
+            return self.model.dataset(data)
         processor = getattr(self.model, "processor", None)
         if processor is not None and hasattr(processor, "image_processor") and not isinstance(
                 data, (torch.utils.data.DataLoader, torch.Tensor, np.ndarray)):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ErasusTypeError, InvalidInputError, require
 from ..registry import register_model
-from .mllm import MultimodalLMWrapper
+from .mllm import MultimodalLMWrapper, saved_tokenizer
 
 __all__ = ["BLIP2Wrapper", "BLIPWrapper", "load_blip"]
 
@@ -75,8 +75,11 @@ class BLIP2Wrapper(MultimodalLMWrapper):
             tokenizer = tokenizer if tokenizer is not None else model_or_path.tokenizer
             model_or_path = model_or_path.model
         if isinstance(model_or_path, (str, os.PathLike)):
+            path = model_or_path
             model_or_path, loaded = load_blip(model_or_path, kind="blip2")
             processor = processor if processor is not None else loaded
+            if processor is None and tokenizer is None:
+                tokenizer = saved_tokenizer(path)  # a folder saved with its tokenizer but no image processor
         if not (isinstance(model_or_path, nn.Module)
                 and all(hasattr(model_or_path, a) for a in ("qformer", "query_tokens", "language_projection"))):
             raise ErasusTypeError(f"{type(model_or_path).__name__} is not a BLIP-2 model: expected a transformers "

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..errors import ErasusTypeError, require
 from ..registry import register_model
-from .mllm import MultimodalLMWrapper
+from .mllm import MultimodalLMWrapper, saved_tokenizer
 
 __all__ = ["LLaVAWrapper", "load_llava"]
 
@@ -64,8 +64,11 @@ class LLaVAWrapper(MultimodalLMWrapper):
             tokenizer = tokenizer if tokenizer is not None else model_or_path.tokenizer
             model_or_path = model_or_path.model
         if isinstance(model_or_path, (str, os.PathLike)):
+            path = model_or_path
             model_or_path, loaded = load_llava(model_or_path)
             processor = processor if processor is not None else loaded
+            if processor is None and tokenizer is None:
+                tokenizer = saved_tokenizer(path)  # a folder saved with its tokenizer but no image processor
         if not (isinstance(model_or_path, nn.Module) and hasattr(model_or_path, "get_image_features")
                 and hasattr(getattr(model_or_path, "config", None), "vision_config")
                 and any(hasattr(m, "multi_modal_projector") for m in (model_or_path, getattr(model_or_path, "model", None)))):

@@ -31,6 +31,16 @@ def _pad_id(tokenizer: Any) -> int:
     return int(pad)
 
 
+def saved_tokenizer(path: Any) -> Any:
+    """The tokenizer saved in a checkpoint folder that has no full processor (no image processor), or None."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 class MultimodalLMWrapper(nn.Module, abc.ABC):
     """Base of :class:`~erasus.models.llava.LLaVAWrapper` and :class:`~erasus.models.blip.BLIP2Wrapper`.
 
