@@ -104,3 +104,37 @@ def test_call_shapes_from_the_issue(clip_data):
     assert out is not model and isinstance(out, type(model))
     got = erasus.get_metric("retrieval").compute(model, forget)
     assert "image_to_text_recall@1" in got
+
+
+def test_a_datasets_dataset_as_forget_and_retain_data(clip_folder):
+    """A real ``datasets.Dataset`` (an Image column of PIL images, a text column, labels) built offline is taken as
+    forget_data / retain_data; the unlearned model is bit for bit the one the same records give as a list."""
+    datasets = pytest.importorskip("datasets")
+    from vlm_helpers import CLASSES, make_images
+
+    def table(labels, seed):
+        return {"image": make_images(labels, seed=seed), "text": [f"a photo of a {CLASSES[y]} square" for y in labels],
+                "label": labels}
+
+    forget_cols, retain_cols = table([0] * 8, 31), table([1, 2, 3] * 4, 32)
+    forget_ds, retain_ds = datasets.Dataset.from_dict(forget_cols), datasets.Dataset.from_dict(retain_cols)
+    assert isinstance(forget_ds.features["image"], datasets.Image)  # a real image column, decoded on access
+
+    def records(cols):
+        return [dict(zip(cols, row)) for row in zip(*cols.values())]
+
+    def run(forget, retain):
+        unlearner = erasus.ErasusUnlearner(model_name=clip_folder, strategy="modality_decoupling", selector="kcenter",
+                                           vision_lr=1e-3, text_lr=1e-3, seed=0)
+        model = unlearner.fit(forget_data=forget, retain_data=retain, prune_ratio=0.5, steps=3, progress=False)
+        return unlearner, model
+
+    via_ds, model_ds = run(forget_ds, retain_ds)
+    via_list, model_list = run(records(forget_cols), records(retain_cols))
+    assert len(via_ds.selection_) == 4
+    assert via_ds.selection_.indices.tolist() == via_list.selection_.indices.tolist()
+    ref = model_list.state_dict()
+    got = model_ds.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    start = CLIPWrapper(clip_folder).state_dict()
+    assert any(not torch.equal(got[k], start[k]) for k in start)
