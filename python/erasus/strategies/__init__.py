@@ -67,6 +67,7 @@ from .vlm.clip_erase import CLIPEraseStrategy
 from .vlm.concept_projection import ConceptProjectionStrategy
 from .vlm.contrastive_unlearning import ContrastiveUnlearningStrategy
 from .vlm.modality_decoupling import ModalityDecouplingStrategy
+from .vlm.zero_shot_class import ZeroShotClassUnlearning
 
 # The seed specification's class names. NegativeGradientStrategy is its plain negative-gradient baseline
 # (gradient ascent on the forget set, no retain term), i.e. erasus' gradient_ascent.
@@ -179,4 +180,5 @@ __all__ = [
     "UNetSurgery",
     "UnlearningStrategy",
     "Unsir",
+    "ZeroShotClassUnlearning",
 ]

@@ -5,6 +5,6 @@ They take a model with ``get_image_features`` / ``get_text_features`` (a transfo
 only through the wrapper's parameter groups.
 """
 
-from . import clip_erase, concept_projection, contrastive_unlearning, modality_decoupling
+from . import clip_erase, concept_projection, contrastive_unlearning, modality_decoupling, zero_shot_class
 
-__all__ = ["clip_erase", "concept_projection", "contrastive_unlearning", "modality_decoupling"]
+__all__ = ["clip_erase", "concept_projection", "contrastive_unlearning", "modality_decoupling", "zero_shot_class"]

@@ -51,8 +51,8 @@ class ConceptProjectionStrategy(UnlearningStrategy):
     ``retain_data`` (optional): prompts of classes to keep; erasus then removes from ``Q`` the span of their
     embeddings (a deviation from the paper), which leaves every image's retain-class logits exactly unchanged.
     ``tokenizer``: tokenizes the prompts (default: the :class:`~erasus.models.CLIPWrapper`'s). Only the vision
-    projection changes. Chosen as the documented alternative to Kravets & Namboodiri (WACV 2025), whose official
-    code could not be consulted here; this method's own code was not available either, only its paper's account.
+    projection changes. The closed-form alternative to ``zero_shot_class_unlearning`` (Kravets & Namboodiri, WACV
+    2025, which trains on synthetic images); this method's own code was not available, only its paper's account.
     """
 
     defaults = {"alpha": 1.0, "tokenizer": None}
