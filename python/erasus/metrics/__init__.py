@@ -22,6 +22,8 @@ from .empirical_epsilon import EmpiricalEpsilonMetric
 from .epistemic import EpistemicUncertaintyMetric
 from .feature_distance import FeatureDistanceMetric, capture_features
 from .gap import AvgGapMetric
+from .generation import (CLIPScoreMetric, ErasureAccuracyMetric, FIDMetric, GenerationDistanceMetric, KIDMetric,
+                         RetainedAccuracyMetric)
 from .interclass_confusion import InterclassConfusionMetric
 from .lira import LiRAMetric, train_classifier
 from .llm import (
@@ -55,6 +57,12 @@ MembershipInferenceMetric = LossMIAMetric
 
 __all__ = [
     "ACEMetric",
+    "CLIPScoreMetric",
+    "ErasureAccuracyMetric",
+    "FIDMetric",
+    "GenerationDistanceMetric",
+    "KIDMetric",
+    "RetainedAccuracyMetric",
     "AUROCMetric",
     "AccuracyMetric",
     "AnamnesisIndexMetric",
