@@ -19,7 +19,7 @@ def pct(r: dict, key: str) -> str:
 
 def main() -> None:
     rows = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))}
-    print("| config | erasure acc. (%) | retained acc. (%) | FID | KID x1e3 | retain pixel L2 | retain feat. L2 "
+    print("| config | erasure acc. (%) | retained acc. (%) | FID | KID | retain pixel L2 | retain feat. L2 "
           "| n forget | unlearn s | load (1-min avg) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in [n for n in ORDER if n in rows] + sorted(set(rows) - set(ORDER)):
@@ -29,7 +29,7 @@ def main() -> None:
         t = f"{r['unlearn_s']:.0f}" if "unlearn_s" in r else "-"
         ld = r["load_before"].split("load average:")[-1].split(",")[0].strip()
         print(f"| {name} | {pct(r, 'erasure_accuracy')} | {pct(r, 'retained_accuracy')} | {r['fid']:.2f} | "
-              f"{1e3 * r['kid']:.2f} ± {1e3 * r['kid_std']:.2f} | {l2} | {fl2} | {r.get('n_forget', '-')} | {t} | "
+              f"{r['kid']:.1f} ± {r['kid_std']:.1f} | {l2} | {fl2} | {r.get('n_forget', '-')} | {t} | "
               f"{ld} |")
 
 
