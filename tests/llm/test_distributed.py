@@ -1,5 +1,6 @@
 """Two CPU processes (gloo): synchronous data-parallel unlearning equals one process on the whole forget set,
-whether started by torch.multiprocessing or by ``accelerate launch``."""
+whether started by torch.multiprocessing or by ``accelerate launch``, for plain models (erasus all-reduces)
+and for models wrapped in DDP or FSDP2 with CPU offload (the wrapper syncs; the frozen reference is sharded)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from erasus.registry import get_strategy
-from llm_helpers import DIST_NPO, distributed_npo_worker
+from llm_helpers import DIST_NPO, WRAPPED_RUNS, distributed_npo_worker, wrapped_unlearn_worker
 
 
 def _free_port() -> int:
@@ -56,3 +57,27 @@ def test_accelerate_launch_two_cpu_processes_match_single_process_npo(memorised,
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _check_ranks_match_single_process(model, forget, tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["ddp", "fsdp"])
+def test_wrapped_models_match_single_process_run(memorised, tmp_path, kind):
+    """NPO (frozen reference), RMU (reference activations, a subset of trained weights) and GradDiff with a KL
+    retain term under DDP / FSDP2 with CPU offload: after 3 steps on each rank's half of forget and retain, the
+    gathered weights equal one process's run on the whole sets (gradients averaged once, reference weights
+    frozen), and a wrapped model is refused unless inplace=True."""
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    model, forget, retain = memorised
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    mp.spawn(wrapped_unlearn_worker, args=(2, _free_port(), str(tmp_path), kind), nprocs=2, join=True)
+    for name, opts in WRAPPED_RUNS.items():
+        single = get_strategy(name, **opts).unlearn(model=model, forget_data=forget, retain_data=retain, steps=3,
+                                                    progress=False)
+        ranks = [torch.load(tmp_path / f"{kind}_{name}_rank{r}.pt") for r in range(2)]
+        assert all(r["refused_copy"] for r in ranks)
+        changed = False
+        for key, value in single.state_dict().items():
+            torch.testing.assert_close(ranks[0]["state"][key], ranks[1]["state"][key], rtol=0, atol=0)
+            torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-6, msg=f"{name}: {key}")
+            changed |= not torch.equal(value, model.state_dict()[key])
+        assert changed, f"{name} did not change the model: the comparison would be vacuous"

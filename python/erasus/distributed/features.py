@@ -21,9 +21,13 @@ class _FeatureBatches:
     projection is a function of ``seed`` only, so every actor projects with the same matrix)."""
 
     def __init__(self, model: Any, kind: Kind, column: str, label_column: str | None, options: dict[str, Any]) -> None:
+        import ray
         import torch
 
         self.model = model if isinstance(model, torch.nn.Module) else model()
+        # an actor given GPUs (num_gpus=) sees only them as CUDA devices; batches follow the model's device
+        if ray.get_gpu_ids() and torch.cuda.is_available():
+            self.model = self.model.to("cuda")
         self.kind, self.column, self.label_column, self.options = kind, column, label_column, options
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -71,7 +75,9 @@ def extract_feature_shards(
         kind: ``"embeddings"`` (:func:`erasus.features.embeddings`) or ``"gradients"``
             (:func:`erasus.features.per_sample_gradients`, e.g. ``proj_dim=``, ``projection=``, ``seed=``).
         concurrency: the actor pool's size (Ray Data's own scheduling).
-        num_gpus: GPUs per actor.
+        num_gpus: GPUs per actor; an actor with GPUs moves the model to ``cuda`` (Ray sets its
+            ``CUDA_VISIBLE_DEVICES``). The GPU request is tested on CPU only (a node declaring a GPU resource);
+            the CUDA path itself is untested here.
 
     Returns:
         The shard paths in row order, ready for ``select_distributed(paths, k, method)``.

@@ -136,7 +136,16 @@ def _dataset_partitions(ds: Any, partitions: int | None, *, column: str | None) 
         column = names[0]
     if column not in names:
         raise InvalidInputError(f"column {column!r} is not in the Ray Dataset's columns {names}")
-    ds = ds.select_columns([column]).materialize()
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    keep = ctx.execution_options.preserve_order
+    # without it Ray Data may emit blocks in completion order, and global row i would depend on timing
+    ctx.execution_options.preserve_order = True
+    try:
+        ds = ds.select_columns([column]).materialize()
+    finally:
+        ctx.execution_options.preserve_order = keep
     n = ds.count()
     if n == 0:
         raise InvalidInputError("the Ray Dataset is empty")
@@ -192,7 +201,8 @@ def select_distributed(
             the global rows.
         k: coreset size (``1 <= k <= n``).
         partitions: ``m``; with a list of shards it is the list's length, with ``backend="torch"`` the world size.
-        backend: ``"ray"`` (uses the running Ray, ``ray.init()`` by the caller, or starts a local one) or
+        backend: ``"ray"`` (uses the running Ray, ``ray.init()`` by the caller, or starts a local one for this
+            call and shuts it down before returning; ``ray.init()`` once to reuse a Ray across calls) or
             ``"torch"`` (``torch.distributed`` must be initialized; every rank gets the same selection).
         seed: the selectors' seed (and the shuffle's); the same call gives the same indices.
         score_locals: also score every partition's own solution on all rows and keep the best (GreeDi's
@@ -207,8 +217,9 @@ def select_distributed(
         number of rows whose nearest selected element each one is (they sum to ``n``); ones for k-center.
         ``objective``: for ``similarity="craig"`` CRAIG's cost ``sum_i min_{j in S} ||x_i - x_j||`` (lower is
         better; the single-machine ``f`` is ``n D_max`` minus it), for ``"cosine"`` / ``"rbf"`` ``f(S)``, for
-        k-center the covering radius. ``metadata`` records the partitions, the winning candidate and every
-        candidate's objective.
+        k-center the covering radius. ``metadata`` records the partitions, the winning candidate, every
+        candidate's objective and, with Ray, ``nodes``: the Ray node id each partition's round-1 task ran on
+        (partition tasks are scheduled ``SPREAD`` over the nodes).
     """
     k = _check_k(k)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
@@ -239,6 +250,8 @@ def finish(k: int, method: str, n: int, m: int, seed: int, options: dict[str, An
             "candidate_objectives": values.tolist(),
             "algorithm": "composable k-center coreset (Malkomes et al. 2015)" if method == "kcenter"
             else "GreeDi (Mirzasoleiman et al. 2013)"}
+    if "nodes" in extra:
+        meta["nodes"] = extra["nodes"]
     return Selection(candidates[best], weights, None, float(values[best]), method, meta)
 
 
@@ -248,18 +261,34 @@ def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, see
     from ..errors import require
 
     ray = require("ray", "distributed", purpose="select_distributed(backend='ray')")
-    from tqdm.auto import tqdm
-
     if not isinstance(task_cpus, (int, float)) or task_cpus <= 0:
         raise InvalidInputError(f"task_cpus must be a positive number, got {task_cpus!r}")
-    if not ray.is_initialized() and not _is_ray_dataset(source):
-        ray.init(include_dashboard=False)
+    # a Ray this call starts is this call's to stop: its raylet, GCS and workers would otherwise outlive the
+    # selection (a Ray Dataset implies a running Ray, which stays the caller's)
+    started = not ray.is_initialized() and not _is_ray_dataset(source)
+    if started:
+        # address="local": a new Ray on this machine, never one that another process happens to run here
+        ray.init(address="local", include_dashboard=False)
+    try:
+        return _run_ray(ray, source, k, method, partitions=partitions, seed=seed, shuffle=shuffle, column=column,
+                        score_locals=score_locals, task_cpus=task_cpus, progress=progress, options=options)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run_ray(ray: Any, source: Any, k: int, method: str, *, partitions: int | None, seed: int, shuffle: bool,
+             column: str | None, score_locals: bool, task_cpus: float, progress: bool,
+             options: dict[str, Any]) -> Selection:
+    from tqdm.auto import tqdm
+
     parts, n, _, perm = _partitions_of(source, partitions, seed=seed, shuffle=shuffle, column=column)
     if k > n:
         raise InvalidInputError(f"k = {k} exceeds the number of samples n = {n}; expected 1 <= k <= n")
     m = len(parts)
-    round1 = ray.remote(num_cpus=task_cpus)(_round1_task)
-    evaluate = ray.remote(num_cpus=task_cpus)(_evaluate_task)
+    # SPREAD: partitions are CPU-bound and independent, so they go to different nodes before sharing one
+    round1 = ray.remote(num_cpus=task_cpus, scheduling_strategy="SPREAD")(_round1_task)
+    evaluate = ray.remote(num_cpus=task_cpus, scheduling_strategy="SPREAD")(_evaluate_task)
     # arrays go to the object store once and are shared by both passes; paths and block refs travel as they are
     specs = [ray.put(p) if p.kind == "array" else p for p in parts]
 
@@ -282,6 +311,7 @@ def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, see
 
     local = gather([round1.remote(k, method, seed, options, *args(p, s)) for p, s in zip(parts, specs)],
                    f"{method}: round 1 on {m} partitions")
+    nodes = [loc[2] for loc in local]
     ids = np.concatenate([loc[0] for loc in local])
     feats = np.concatenate([loc[1] for loc in local])
     merged_ids, merged_feats = greedi.union_greedy(ids, feats, k, method, seed=seed, options=options)
@@ -296,19 +326,22 @@ def _select_ray(source: Any, k: int, method: str, *, partitions: int | None, see
     if perm is not None:
         cand_ids = [perm[c] for c in cand_ids]
     return finish(k, method, n, m, seed, options, cand_ids, values, counts,
-                  {"backend": "ray", "local_of": local_of})
+                  {"backend": "ray", "local_of": local_of, "nodes": nodes})
 
 
 def _round1_task(k: int, method: str, seed: int, options: dict[str, Any], part: _Part,
-                 *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    import ray
+
     from .. import _core
 
     # the Rust pool defaults to every core of the node; a task gets the CPUs Ray reserved for it
     threads = max(1, int(ray_cpus()))
     if _core.get_num_threads() != threads:
         _core.set_num_threads(threads)
-    return _in_part(part, lambda: greedi.local_greedy(part.load(blocks), k, method, seed=seed, options=options,
-                                                      offset=part.offset))
+    ids, feats = _in_part(part, lambda: greedi.local_greedy(part.load(blocks), k, method, seed=seed,
+                                                            options=options, offset=part.offset))
+    return ids, feats, ray.get_runtime_context().get_node_id()
 
 
 def ray_cpus() -> float:

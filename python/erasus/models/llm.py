@@ -30,7 +30,9 @@ _LAYER_PATHS = ("model.layers", "transformer.h", "gpt_neox.layers", "model.decod
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The list of transformer blocks of a causal LM (unwrapping peft models)."""
+    """The list of transformer blocks of a causal LM (unwrapping DDP and peft models)."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return decoder_layers(model.module)
     language_model = getattr(model, "language_model", None)
     if isinstance(language_model, torch.nn.Module) and language_model is not model:
         return decoder_layers(language_model)  # LLaVA / BLIP-2: the blocks of the language model, not the vision tower

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import IndexedDataset, as_dataset, collate_of
+from ..distributed.wrappers import check_supported, compute_device
 from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, TargetNotReachedWarning, require
 from ..tasks import Task, get_task, infer_task, reduce_loss
 from .until import History, StoppingRule
@@ -460,11 +461,26 @@ class UnlearningStrategy(abc.ABC):
             raise InvalidInputError("the forget set is empty" if forget is not None else "the retain set is empty")
         w = _check_weights(weights, n_forget) if forget is not None else None
         task = get_task(opts["task"]) if opts["task"] is not None else infer_task(model, forget_ds)
+        wrapper = check_supported(model)
+        if wrapper is not None:
+            # DDP / FSDP2 (accelerator.prepare): trained where it is, through the wrapper that syncs gradients
+            if not inplace:
+                raise InvalidInputError(f"the model is wrapped for multi-process training ({wrapper}); a copy of it "
+                                        "would need its own process-group wrapper: pass inplace=True (the model "
+                                        "is restored if the call raises)")
+            if lora is not None:
+                raise InvalidInputError(f"lora= wraps the model in adapters, which must happen before the {wrapper} "
+                                        "wrapper: apply peft first, then accelerator.prepare")
+            if device is not None and torch.device(device) != compute_device(model):
+                raise InvalidInputError(f"device={device!r}, but the {wrapper}-wrapped model computes on "
+                                        f"{compute_device(model)}; a wrapped model is not moved")
         try:
             first = next(model.parameters())
             model_device = first.device
         except StopIteration:
             model_device = torch.device("cpu")
+        if wrapper is not None:
+            model_device = compute_device(model)
         run_device = torch.device(device) if device is not None else model_device
         _check_labels_before_work(task, model, forget, retain, model_device)
         rule = None
@@ -477,7 +493,8 @@ class UnlearningStrategy(abc.ABC):
         work = model if inplace else copy.deepcopy(model)
         wrapped = None
         try:
-            work.to(run_device)
+            if wrapper is None:
+                work.to(run_device)
             if lora is not None:
                 wrapped = _wrap_lora(work, lora)
             run = Run(

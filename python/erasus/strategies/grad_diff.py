@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -10,6 +9,7 @@ import torch
 from ..errors import InvalidInputError
 from ..registry import register_strategy
 from .base import Run, UnlearningStrategy, per_sample_kl
+from .llm.common import frozen_reference
 
 __all__ = ["GradDiff"]
 
@@ -33,13 +33,14 @@ class GradDiff(UnlearningStrategy):
         if retain_loss not in ("nll", "kl"):
             raise InvalidInputError(f"retain_loss must be 'nll' or 'kl', got {retain_loss!r}")
         forget, retain = run.forget_stream(), run.retain_stream()
-        frozen = copy.deepcopy(model).eval().requires_grad_(False) if retain_loss == "kl" else None
+        # the starting model without a full copy where it can (the caller's untouched model; under FSDP2 this
+        # rank's shards), so the KL variant runs on sharded models too
+        frozen = frozen_reference(model, run) if retain_loss == "kl" else None
 
         def retain_term(batch: Any) -> torch.Tensor:
             if frozen is None:
                 return run.task.loss(model, batch)
-            with torch.no_grad():
-                teacher = run.task.outputs(frozen, batch)
+            teacher = frozen(lambda m: run.task.outputs(m, batch))
             return per_sample_kl(run.task.outputs(model, batch), teacher).mean()
 
         def loss(_: int) -> torch.Tensor:

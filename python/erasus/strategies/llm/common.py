@@ -1,10 +1,19 @@
 """What every LLM strategy shares: AdamW defaults, gradient checkpointing, bf16 autocast, a frozen reference,
 and synchronous data parallelism.
 
-Multi-process runs (``accelerate launch`` or ``torchrun``): when ``torch.distributed`` is initialized with
-more than one process, gradients are averaged across processes (``all_reduce``) before every optimizer
-step, so replicas that start from the same weights stay identical while each process feeds its own shard
-of the forget/retain data (``erasus.data.subset(forget, range(rank, n, world_size))``). For example::
+Multi-process runs (``accelerate launch`` or ``torchrun``), each process feeding its own shard of the
+forget/retain data (``erasus.data.subset(forget, range(rank, n, world_size))``), every rank running the same
+number of steps (checked before the first one):
+
+- a model prepared by accelerate (``configs/accelerate/ddp.yaml`` gives ``DistributedDataParallel``,
+  ``configs/accelerate/fsdp.yaml`` FSDP2 ``fully_shard`` with CPU offload) is trained in place
+  (``inplace=True``) through its wrapper, which synchronizes gradients in ``backward``; erasus adds no
+  all-reduce of its own. The frozen reference is a plain copy under DDP and, under FSDP2, this rank's copy
+  of its parameter shards, swapped in for the reference forward
+  (:class:`erasus.distributed.wrappers.ShardedReference`), so it is sharded like the model.
+- a plain model under an initialized process group: gradients are averaged across processes
+  (``all_reduce``) before every optimizer step, so replicas that start from the same weights stay
+  identical. For example::
 
     # unlearn.py
     import torch.distributed as dist
@@ -17,6 +26,16 @@ of the forget/retain data (``erasus.data.subset(forget, range(rank, n, world_siz
     accelerate launch --multi_gpu --num_processes 2 unlearn.py    # or: torchrun --nproc_per_node 2 unlearn.py
     # on CPUs: CUDA_VISIBLE_DEVICES= accelerate launch --multi_gpu ...  (accelerate's --cpu starts one process
     # unless mpirun is configured); tests/llm/accelerate_npo.py is a complete, tested script
+
+With a prepared model instead::
+
+    accelerator = Accelerator()                 # accelerate launch --config_file configs/accelerate/fsdp.yaml
+    model = accelerator.prepare(model)          # FSDP2: sharded, optionally offloaded to the CPU
+    erasus.get_strategy("npo").unlearn(model=model, forget_data=shard, inplace=True)
+
+Accelerate runs FSDP only with accelerators (on CPUs it sets up no FSDP); ``tests/llm/test_distributed.py``
+shards the model with ``fully_shard`` as accelerate does (transformer blocks, then the root; CPU offload)
+on 2 gloo processes. DeepSpeed ZeRO-3 engines are refused (see ``configs/accelerate/deepspeed_zero3.yaml``).
 """
 
 from __future__ import annotations
@@ -29,6 +48,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...distributed.wrappers import ShardedReference, all_ranks_agree, unwrap, wrapper_kind
 from ...errors import InvalidInputError
 from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ..base import Run, UnlearningStrategy
@@ -74,13 +94,19 @@ class FrozenReference:
 
     Under LoRA the adapters are switched off for the reference pass (no copy of the base weights);
     otherwise the caller's untouched model is used, or a frozen copy of the starting state when the caller's
-    model is the one being trained (``inplace=True``) or lives on another device. Build it before training.
+    model is the one being trained (``inplace=True``) or lives on another device. Under FSDP2 the frozen
+    copy is of this rank's shards (:class:`~erasus.distributed.wrappers.ShardedReference`); under DDP a
+    copy of the inner module, which runs without collectives. Build it before training.
     """
 
     def __init__(self, model: torch.nn.Module, run: Run) -> None:
-        self.peft = hasattr(model, "disable_adapter") and hasattr(model, "peft_config")
-        self.model = model
-        if not self.peft:
+        inner = unwrap(model)
+        self.peft = hasattr(inner, "disable_adapter") and hasattr(inner, "peft_config")
+        self.model = inner
+        self.sharded = None
+        if not self.peft and wrapper_kind(model) == "fsdp":
+            self.sharded = ShardedReference(model)
+        elif not self.peft:
             original = run.original
             first = next(original.parameters())
             # inplace=True trains the caller's model itself: freeze a copy of its starting state instead
@@ -88,7 +114,7 @@ class FrozenReference:
             if first.device == run.device and not shared:
                 self.ref = original  # read-only: __call__ restores its train/eval flag
             else:
-                self.ref = copy.deepcopy(model).to(run.device).requires_grad_(False)
+                self.ref = copy.deepcopy(inner).to(run.device).requires_grad_(False)
 
     @contextlib.contextmanager
     def _ctx(self) -> Any:
@@ -99,6 +125,8 @@ class FrozenReference:
             yield self.ref
 
     def __call__(self, fn: Callable[[torch.nn.Module], torch.Tensor]) -> torch.Tensor:
+        if self.sharded is not None:
+            return self.sharded(fn)
         with torch.no_grad(), self._ctx() as ref:
             was = ref.training
             ref.eval()
@@ -112,7 +140,7 @@ def frozen_reference(model: torch.nn.Module, run: Run) -> FrozenReference:
     """The :class:`FrozenReference` of ``model`` for this call, built once per run: NPO's reference and a KL
     retain term share it (with ``inplace=True`` each would otherwise hold a full copy of the model)."""
     cached = getattr(run, "_frozen_reference", None)
-    if cached is not None and cached.model is model:
+    if cached is not None and cached.model is unwrap(model):
         return cached
     ref = FrozenReference(model, run)
     run._frozen_reference = ref  # type: ignore[attr-defined]
@@ -120,9 +148,12 @@ def frozen_reference(model: torch.nn.Module, run: Run) -> FrozenReference:
 
 
 def _grad_all_reduce(model: torch.nn.Module) -> Callable[[], None] | None:
-    """Average gradients over the processes of an initialized multi-process group (None when single-process)."""
+    """Average gradients over the processes of an initialized multi-process group (None when single-process,
+    and for DDP / FSDP-wrapped models, whose backward already did)."""
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    if wrapper_kind(model) is not None:
         return None
     world = dist.get_world_size()
 
@@ -163,17 +194,18 @@ class LLMStrategy(UnlearningStrategy):
         kl = retain_loss == "kl" and run.retain is not None and options.get("alpha", 1.0) != 0
         self._retain_ref = frozen_reference(model, run) if kl else None
         # transformers >= 5 renamed gradient checkpointing to activation checkpointing
-        prefix = "activation" if hasattr(model, "activation_checkpointing_enable") else "gradient"
-        enable = getattr(model, f"{prefix}_checkpointing_enable", None)
+        inner = unwrap(model)
+        prefix = "activation" if hasattr(inner, "activation_checkpointing_enable") else "gradient"
+        enable = getattr(inner, f"{prefix}_checkpointing_enable", None)
         if gradient_checkpointing:
             if enable is None:
-                raise InvalidInputError(f"{type(model).__name__} has no gradient_checkpointing_enable()")
+                raise InvalidInputError(f"{type(inner).__name__} has no gradient_checkpointing_enable()")
             enable(**{f"{prefix}_checkpointing_kwargs": {"use_reentrant": False}})
         try:
             return self._unlearn_lm(model, run, **options)
         finally:
             if gradient_checkpointing:
-                getattr(model, f"{prefix}_checkpointing_disable")()
+                getattr(inner, f"{prefix}_checkpointing_disable")()
 
     def autocast(self) -> Any:
         """bf16 autocast when ``mixed_precision="bf16"``, else a no-op context."""
@@ -189,6 +221,7 @@ class LLMStrategy(UnlearningStrategy):
             with self.autocast():
                 return loss_fn(step).float()
 
+        all_ranks_agree(num_steps, what=f"the number of {self.registry_name} steps")
         sync = _grad_all_reduce(model)
         params = [p for p in model.parameters() if p.requires_grad]
 

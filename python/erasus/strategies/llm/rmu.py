@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ...distributed.wrappers import unwrap, wrapper_kind
 from ...errors import InvalidInputError
 from ...models.llm import activation_hooks, decoder_layers, mlp_output_projection
 from ...registry import register_strategy
@@ -68,6 +69,11 @@ class RMU(LLMStrategy):
     def _unlearn_lm(self, model: torch.nn.Module, run: Run, *, layer: int | None, update_layers: Sequence[int] | None,
                     steering_coeff: float | str, alpha: float, adaptive_scale: float, param_filter: str | None,
                     default_epochs: float) -> torch.nn.Module:
+        given = model
+        if wrapper_kind(model) == "ddp":
+            # DDP's reducer waits for gradients of every parameter it was built with, and RMU trains a few weights
+            # on hooked hidden states: train the inner module, whose gradients LLMStrategy.train averages itself
+            model = model.module
         adaptive = steering_coeff == "adaptive"
         if not adaptive and not (isinstance(steering_coeff, (int, float)) and steering_coeff > 0):
             raise InvalidInputError(f"steering_coeff must be a positive number or 'adaptive', got {steering_coeff!r}")
@@ -95,7 +101,7 @@ class RMU(LLMStrategy):
         flags = [(p, p.requires_grad) for p in model.parameters()]
         for p in model.parameters():
             p.requires_grad_(id(p) in trainable)
-        hidden = int(getattr(getattr(model, "config", None), "hidden_size", 0) or 0)
+        hidden = int(getattr(getattr(unwrap(model), "config", None), "hidden_size", 0) or 0)
         ref = frozen_reference(model, run)
         gen = torch.Generator().manual_seed(run.seed)
         forget, retain = run.forget_stream(), run.retain_stream()
@@ -131,4 +137,4 @@ class RMU(LLMStrategy):
             for p, flag in flags:
                 p.requires_grad_(flag)
         self.info_["control_norm"] = float(control[0].norm()) if control else None
-        return model
+        return given
