@@ -81,3 +81,31 @@ def test_wrapped_models_match_single_process_run(memorised, tmp_path, kind):
             torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-6, msg=f"{name}: {key}")
             changed |= not torch.equal(value, model.state_dict()[key])
         assert changed, f"{name} did not change the model: the comparison would be vacuous"
+
+
+def test_wrapped_models_refused_before_work(memorised, tmp_path):
+    """In a 1-process gloo group: a DDP-wrapped model without inplace=True and an FSDP1 model are refused with
+    erasus errors naming the fix, and the model's weights are untouched."""
+    import torch.distributed as dist
+    from erasus.errors import ErasusTypeError, InvalidInputError
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    model, forget, _ = memorised
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        with pytest.raises(InvalidInputError, match="inplace=True"):
+            get_strategy("npo").unlearn(model=ddp, forget_data=forget, steps=1, progress=False)
+        with pytest.raises(InvalidInputError, match="lora= wraps"):
+            get_strategy("npo").unlearn(model=ddp, forget_data=forget, steps=1, progress=False, inplace=True,
+                                        lora={"r": 2})
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, before[k])
+        import copy
+
+        fsdp1 = FullyShardedDataParallel(copy.deepcopy(model), device_id=torch.device("cpu"))
+        with pytest.raises(ErasusTypeError, match="fsdp_version: 2"):
+            get_strategy("npo").unlearn(model=fsdp1, forget_data=forget, steps=1, progress=False, inplace=True)
+    finally:
+        dist.destroy_process_group()
