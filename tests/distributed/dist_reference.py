@@ -43,6 +43,32 @@ def brute_score(x: np.ndarray, ids: np.ndarray, method: str, similarity: str = "
     return float(value), np.bincount(nearest, minlength=len(ids))
 
 
+def brute_submodular(x: np.ndarray, ids: np.ndarray, function: str, similarity: str = "rbf", lambda_: float = 0.5,
+                     alpha: float = 0.1, concave: str = "sqrt", reg: float = 1.0) -> float:
+    """f(S) over all rows of ``x`` from the definitions (float64, the full n x n kernel), as the Rust core's
+    brute-force test oracle writes them."""
+    x64 = x.astype(np.float64)
+    if similarity == "cosine":
+        nrm = np.linalg.norm(x64, axis=1, keepdims=True)
+        u = np.where(nrm > 0, x64 / np.where(nrm > 0, nrm, 1), 0)
+        s = u @ u.T
+    else:
+        s = np.exp(-((x64[:, None, :] - x64[None, :, :]) ** 2).sum(axis=2) / x.shape[1])
+    S = np.asarray(ids)
+    if function == "graph_cut":
+        return float(s[:, S].sum() - lambda_ * s[np.ix_(S, S)].sum())
+    if function == "saturated_coverage":
+        return float(np.minimum(s[:, S].sum(axis=1), alpha * s.sum(axis=1)).sum())
+    if function == "sum_redundancy":
+        return float((len(x) - 1) * s.max() * len(S) - np.triu(s[np.ix_(S, S)], 1).sum())
+    if function == "feature_based":
+        mass = x64[S].sum(axis=0)
+        return float((np.log1p(mass) if concave == "log" else np.sqrt(mass)).sum())
+    if function == "log_determinant":
+        return float(np.linalg.slogdet(s[np.ix_(S, S)] + reg * np.eye(len(S)))[1])
+    raise ValueError(function)
+
+
 def two_rounds_by_hand(x: np.ndarray, k: int, method: str, m: int, seed: int, score_locals: bool = True, **opts):
     """GreeDi / composable coreset written out with the single-machine selector: returns (ids, value, counts)."""
     local = []
@@ -52,14 +78,19 @@ def two_rounds_by_hand(x: np.ndarray, k: int, method: str, m: int, seed: int, sc
     union = np.concatenate(local)
     merged = union[erasus.select(x[union], k, method, seed=seed, **opts).indices]
     cands = [merged] + ([c for c in local if len(c) == k] if score_locals else [])
-    scored = [brute_score(x, c, method, opts.get("similarity", "craig"), opts.get("metric", "euclidean")) for c in cands]
+    if method == "submodular":
+        params = {k: v for k, v in opts.items() if k not in ("optimizer",)}
+        scored = [(brute_submodular(x, c, **params), None) for c in cands]
+    else:
+        scored = [brute_score(x, c, method, opts.get("similarity", "craig"), opts.get("metric", "euclidean"))
+                  for c in cands]
     values = np.array([s[0] for s in scored])
-    cost = method == "kcenter" or opts.get("similarity", "craig") == "craig"
+    cost = method == "kcenter" or method != "submodular" and opts.get("similarity", "craig") == "craig"
     best = int(np.argmin(values)) if cost else int(np.argmax(values))
     return cands[best], values[best], scored[best][1]
 
 
-def torch_rank_worker(rank: int, world: int, port: int, workdir: str, method: str, k: int) -> None:
+def torch_rank_worker(rank: int, world: int, port: int, workdir: str, method: str, k: int, opts=None) -> None:
     """One gloo rank of the torch-backend test: its partition is its row range of ``blobs(600, 6, 1)``."""
     import os
 
@@ -76,7 +107,7 @@ def torch_rank_worker(rank: int, world: int, port: int, workdir: str, method: st
         if rank == 1:  # one rank reads its partition from a .npy path
             part = os.path.join(workdir, "rank1.npy")
             np.save(part, x[lo:hi])
-        sel = select_distributed(part, k, method, backend="torch", seed=2)
+        sel = select_distributed(part, k, method, backend="torch", seed=2, **(opts or {}))
         np.savez(os.path.join(workdir, f"{method}{rank}.npz"), indices=sel.indices, weights=sel.weights,
                  objective=sel.objective)
     finally:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from dist_reference import blobs, torch_rank_worker, two_rounds_by_hand
+from dist_reference import blobs, brute_submodular, torch_rank_worker, two_rounds_by_hand
 from erasus.distributed import select_distributed
 from erasus.errors import InvalidInputError
 
@@ -34,6 +34,19 @@ def test_two_gloo_ranks_equal_two_rounds_by_hand(tmp_path, method):
     if method == "craig":
         np.testing.assert_array_equal(ranks[0]["weights"], counts)
         assert ranks[0]["weights"].sum() == 600
+
+
+def test_two_gloo_ranks_saturated_coverage(tmp_path):
+    """method="submodular": the saturation caps need every row against every rank's rows (broadcast in turn)."""
+    opts = {"function": "saturated_coverage", "alpha": 0.2}
+    mp.spawn(torch_rank_worker, args=(2, _free_port(), str(tmp_path), "submodular", 9, opts), nprocs=2, join=True)
+    x = blobs(600, 6, seed=1)
+    ids, value, _ = two_rounds_by_hand(x, 9, "submodular", 2, seed=2, **opts)
+    for r in range(2):
+        res = np.load(tmp_path / f"submodular{r}.npz")
+        np.testing.assert_array_equal(res["indices"], ids)
+        assert float(res["objective"]) == pytest.approx(brute_submodular(x, ids, **opts), rel=1e-9)
+        assert float(res["objective"]) == pytest.approx(value, rel=1e-9)
 
 
 def test_torch_backend_needs_a_process_group():

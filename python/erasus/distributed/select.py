@@ -163,6 +163,8 @@ def _dataset_partitions(ds: Any, partitions: int | None, *, column: str | None) 
 def _check_method(method: Any, seed: int, options: dict[str, Any]) -> None:
     if method not in greedi.METHODS:
         raise InvalidInputError(f"select_distributed supports methods {greedi.METHODS}, got {method!r}")
+    if method == "submodular":
+        greedi.check_submodular(options)
     for key in ("partitions", "shuffle_partitions", "per_class", "initial"):
         if key in options:
             raise InvalidInputError(f"option {key!r} is not used by select_distributed (partitions are its own)")
@@ -191,6 +193,10 @@ def select_distributed(
     on the union of the picks; the best of the merged and the local solutions on ``f`` over all rows wins.
     ``method="kcenter"``: the composable coreset of Malkomes et al. (NeurIPS 2015), Gonzalez' greedy on each
     partition then on the union (4-approximation of the optimal covering radius), scored the same way.
+    ``method="submodular"`` with ``function=`` ``"graph_cut"``, ``"saturated_coverage"``, ``"sum_redundancy"``,
+    ``"feature_based"``, ``"log_determinant"`` (or ``"facility_location"``): GreeDi with the Rust core's
+    submodular greedy per partition, candidates scored on the function over all rows
+    (:mod:`erasus.distributed.greedi`); ``similarity="rbf"`` or ``"cosine"``.
 
     Args:
         source: with ``backend="ray"``, an ``(n, d)`` array (split into ``partitions`` contiguous row ranges,
@@ -244,7 +250,9 @@ def finish(k: int, method: str, n: int, m: int, seed: int, options: dict[str, An
            values: np.ndarray, counts: np.ndarray, extra: dict[str, Any]) -> Selection:
     """The Selection for the winning candidate, given the objectives reduced over all partitions."""
     best = greedi.pick_best(values, method, options)
-    weights = counts[best].astype(np.float32) if method != "kcenter" else np.ones(k, dtype=np.float32)
+    # cluster sizes for facility location (also as a submodular function), as the single-machine selectors
+    facility = method in ("facility_location", "craig") or options.get("function", "facility_location") == "facility_location"
+    weights = counts[best].astype(np.float32) if method != "kcenter" and facility else np.ones(k, dtype=np.float32)
     meta = {"backend": extra.pop("backend"), "partitions": m, "n": n, "seed": seed, "options": dict(options),
             "winner": "merged" if best == 0 else f"partition {extra['local_of'][best - 1]}",
             "candidate_objectives": values.tolist(),
@@ -317,11 +325,28 @@ def _run_ray(ray: Any, source: Any, k: int, method: str, *, partitions: int | No
     merged_ids, merged_feats = greedi.union_greedy(ids, feats, k, method, seed=seed, options=options)
     local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k] if score_locals else []
     cand_ids = [merged_ids] + [local[p][0] for p in local_of]
-    cand_ref = ray.put([merged_feats] + [local[p][1] for p in local_of])
-    scored = gather([evaluate.remote(method, options, cand_ref, *args(p, s)) for p, s in zip(parts, specs)],
-                    f"{method}: objective on {n} rows")
+    cand_feats = [merged_feats] + [local[p][1] for p in local_of]
+    fn = options.get("function", "facility_location") if method == "submodular" else None
+    if fn is not None and fn not in greedi.ROW_SUMS:
+        values = greedi.set_terms(cand_feats, n, options)
+        counts = np.zeros((len(cand_feats), k), dtype=np.int64)
+        return finish(k, method, n, m, seed, options, [perm[c] for c in cand_ids] if perm is not None else cand_ids,
+                      values, counts, {"backend": "ray", "local_of": local_of, "nodes": nodes})
+    totals: list[Any] = [None] * m
+    if fn == "saturated_coverage":
+        # the caps alpha sum_{j in V} s_ij: every partition's rows against every partition's rows
+        pair = ray.remote(num_cpus=task_cpus, scheduling_strategy="SPREAD")(_totals_task)
+        refs = [[pair.remote(options, 1 + len(p.array) if p.kind == "blocks" else 1, *args(p, s), *args(q, t))
+                 for q, t in zip(parts, specs)] for p, s in zip(parts, specs)]
+        flat = gather([r for row in refs for r in row], f"{method}: saturation caps over {m}x{m} partition pairs")
+        totals = [ray.put(np.sum(flat[a * m:(a + 1) * m], axis=0)) for a in range(m)]
+    cand_ref = ray.put(cand_feats)
+    scored = gather([evaluate.remote(method, options, cand_ref, tot, *args(p, s))
+                     for p, s, tot in zip(parts, specs, totals)], f"{method}: objective on {n} rows")
     values = np.stack([s[0] for s in scored])
     values = values.max(axis=0) if method == "kcenter" else values.sum(axis=0)
+    if method == "submodular":
+        values = values + greedi.set_terms(cand_feats, n, options)
     counts = np.sum([s[1] for s in scored], axis=0)
     if perm is not None:
         cand_ids = [perm[c] for c in cand_ids]
@@ -354,6 +379,13 @@ def ray_cpus() -> float:
         return 1.0
 
 
-def _evaluate_task(method: str, options: dict[str, Any], candidates: list[np.ndarray], part: _Part,
-                   *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return _in_part(part, lambda: greedi.evaluate_candidates(part.load(blocks), candidates, method, options=options))
+def _evaluate_task(method: str, options: dict[str, Any], candidates: list[np.ndarray], totals: np.ndarray | None,
+                   part: _Part, *blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _in_part(part, lambda: greedi.evaluate_candidates(part.load(blocks), candidates, method, options=options,
+                                                             totals=totals))
+
+
+def _totals_task(options: dict[str, Any], split: int, *args: Any) -> np.ndarray:
+    """Row totals of partition a against partition b; ``args`` is a's spec and blocks (``split`` items), then b's."""
+    a, b = args[0], args[split]
+    return greedi.row_totals(a.load(args[1:split]), b.load(args[split + 1:]), options)

@@ -59,11 +59,26 @@ def select_torch(source: Any, k: int, method: str, *, partitions: int | None, se
     local_of = [p for p, loc in enumerate(local) if len(loc[0]) == k] if score_locals else []
     cand_ids = [merged_ids] + [local[p][0] for p in local_of]
     cands = [merged_feats] + [local[p][1] for p in local_of]
-    scored = all_gather(greedi.evaluate_candidates(x, cands, method, options=options))
+    from .select import finish
+
+    fn = options.get("function", "facility_location") if method == "submodular" else None
+    if fn is not None and fn not in greedi.ROW_SUMS:
+        return finish(k, method, n, world, seed, options, cand_ids, greedi.set_terms(cands, n, options),
+                      np.zeros((len(cands), k), dtype=np.int64), {"backend": "torch", "local_of": local_of})
+    totals = None
+    if fn == "saturated_coverage":
+        # the caps alpha sum_{j in V} s_ij: each rank's rows in turn go to all ranks (one partition in memory at a time)
+        totals = np.zeros(x.shape[0], dtype=np.float64)
+        for src in range(world):
+            box = [np.asarray(x) if rank == src else None]
+            dist.broadcast_object_list(box, src=src)
+            totals += greedi.row_totals(x, box[0], options)
+    scored = all_gather(greedi.evaluate_candidates(x, cands, method, options=options, totals=totals))
     values = np.stack([s[0] for s in scored])
     values = values.max(axis=0) if method == "kcenter" else values.sum(axis=0)
+    if method == "submodular":
+        values = values + greedi.set_terms(cands, n, options)
     counts = np.sum([s[1] for s in scored], axis=0)
-    from .select import finish
 
     return finish(k, method, n, world, seed, options, cand_ids, values, counts,
                   {"backend": "torch", "local_of": local_of})
