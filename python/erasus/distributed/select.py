@@ -251,7 +251,8 @@ def finish(k: int, method: str, n: int, m: int, seed: int, options: dict[str, An
     """The Selection for the winning candidate, given the objectives reduced over all partitions."""
     best = greedi.pick_best(values, method, options)
     # cluster sizes for facility location (also as a submodular function), as the single-machine selectors
-    facility = method in ("facility_location", "craig") or options.get("function", "facility_location") == "facility_location"
+    facility = (method in ("facility_location", "craig")
+                or options.get("function", "facility_location") == "facility_location")
     weights = counts[best].astype(np.float32) if method != "kcenter" and facility else np.ones(k, dtype=np.float32)
     meta = {"backend": extra.pop("backend"), "partitions": m, "n": n, "seed": seed, "options": dict(options),
             "winner": "merged" if best == 0 else f"partition {extra['local_of'][best - 1]}",
