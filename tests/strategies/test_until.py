@@ -208,3 +208,20 @@ def test_repair_phase_runs_after_a_stopped_forgetting_phase(wine):
     stop = s.info_["until"]["step"]
     assert s.info_["until"]["reached"] and stop < 40
     assert len(s.history_) == stop + 40  # impair steps up to the stop, then 40 repair steps
+
+
+def test_a_diverging_run_keeps_its_probes_and_the_model(wine):
+    """A loss that turns NaN mid-run (here: one forget sample holds a NaN) raises, leaves the caller's model alone,
+    and history_ keeps the losses and probes taken before it."""
+    x, y = wine["forget"]
+    broken = x.clone()
+    broken[20, 0] = float("nan")
+    before = copy.deepcopy(wine["model"].state_dict())
+    ga = erasus.get_strategy("gradient_ascent", batch_size=8)
+    with pytest.raises(erasus.NonFiniteError, match="lower lr"):
+        ga.unlearn(model=wine["model"], forget_data=(broken, y), lr=0.01, steps=200, progress=False,
+                   until={"metric": "forget_accuracy", "below": 0.0, "every": 1, "data": (x, y)})
+    assert ga.history_.checks[0]["step"] == 0 and len(ga.history_.checks) == len(ga.history_) + 1
+    assert [c["step"] for c in ga.history_.checks] == list(range(len(ga.history_) + 1))
+    for k, v in wine["model"].state_dict().items():
+        assert torch.equal(v, before[k])

@@ -531,6 +531,9 @@ class UnlearningStrategy(abc.ABC):
                 result = wrapped.merge_and_unload()
                 wrapped = None
         except BaseException:
+            # the steps and probes taken before the failure (e.g. a loss that became NaN) stay readable
+            self.history_ = History(run.history, checks=rule.checks if rule is not None else None) \
+                if "run" in locals() else History()
             if inplace:
                 if wrapped is not None:
                     wrapped.unload()
