@@ -36,6 +36,7 @@ from erasus.errors import NonFiniteError, TargetNotReachedWarning
 from erasus.experiments import SmallCNN
 from erasus.experiments.datasets import load_fashion_mnist
 from erasus.metrics import train_classifier
+from erasus.selectors._common import ContextSelector
 from erasus.selectors.base import features_from_model
 
 HERE = Path(__file__).resolve().parent
@@ -122,6 +123,12 @@ def main() -> None:
         tmp.replace(out)
 
     xtr, ytr, xte, yte = load_fashion_mnist(limit_train=args.limit_train, limit_test=args.limit_test, seed=0)
+    # RUM's held-out-retrain proxy needs samples no model trained on and no metric reads: test images left out
+    # of the limited test split
+    _, _, xall, yall = load_fashion_mnist(seed=0)
+    used = np.random.default_rng(0).choice(len(yall), size=min(args.limit_test, len(yall)), replace=False)
+    spare = np.setdiff1d(np.arange(len(yall)), used)[:2000]  # load_fashion_mnist's own draw of the test subset
+    heldout = TensorDataset(xall[spare], yall[spare])
     if args.scenario == "class":
         is_forget = (ytr == args.forget_class).numpy()
     else:
@@ -156,8 +163,13 @@ def main() -> None:
         log(f"seed {seed}: {results['seeds'][str(seed)]}")
         features: dict[str, tuple[np.ndarray, float]] = {}
 
+        selector_options = {"memorization": {"proxy": "heldout_retrain", "heldout_data": heldout,
+                                             "finetune_epochs": 5, "finetune_lr": 0.01, "keep": "stratified"}}
+
         def features_for(selector: str) -> tuple[np.ndarray | None, float]:
-            sel = erasus.get_selector(selector)
+            sel = erasus.get_selector(selector, **selector_options.get(selector, {}))
+            if isinstance(sel, ContextSelector):
+                return None, 0.0  # computes its scores from the model: charged in the unlearner's selection time
             if not sel.needs_features:
                 return None, 0.0
             kind = sel.default_features
@@ -202,7 +214,7 @@ def main() -> None:
                         continue
                     lr = BASE_LR[strategy] * scale
                     un = erasus.ErasusUnlearner(original, strategy=strategy, selector=selector, seed=seed, lr=lr,
-                                                batch_size=64)
+                                                batch_size=64, selector_options=selector_options.get(selector))
                     diverged = None
                     t0 = time.perf_counter()
                     with warnings.catch_warnings():

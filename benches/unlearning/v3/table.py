@@ -5,6 +5,8 @@
 Time-to-target of a (strategy, selector) in one seed: the cheapest learning rate of the grid whose run reached
 within 1 Avg. Gap point of the full set's best (a check with ``value < best + 1``, step >= 1), charged
 features + selection + unlearning up to that check. Paired comparison: per seed, selector minus random.
+"original already within target": the untouched model's Avg. Gap (step 0) already meets it — unlearning did
+not improve on doing nothing; a coreset run then stops at step 0 and has no time-to-target.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ def analyse(results: dict) -> tuple[dict, list[str]]:
             if hit is not None:
                 t = r["timings"]
                 times.append(hit["elapsed_s"] + t.get("features_s", 0.0) + t.get("selection_s", 0.0))
+        untouched = grid[0]["checks"][0]["value"] < target if grid and grid[0]["checks"] else False
         out[(strategy, selector)][seed] = {"best": best, "t2t": min(times) if times else None,
-                                           "reached": bool(times), "target": target}
+                                           "reached": bool(times), "target": target, "untouched": untouched}
     return out, sorted({k[0] for k in by})
 
 
@@ -58,9 +61,10 @@ def main(path: str) -> None:
         print(f"- seed {seed}: original test acc {s['original_test_acc']:.3f} (trained in {s['train_s']:.0f} s), "
               f"oracle test acc {s['oracle_test_acc']:.3f} (retrained in {s['retrain_s']:.0f} s), forget acc "
               f"{s['original_forget_acc']:.3f} -> oracle {s['oracle_forget_acc']:.3f}")
-    print("\n| strategy | selector | best Avg. Gap (pts) | reached target (seeds) | time-to-target (s) | "
-          "t2t / full t2t | paired vs random: t2t diff (s) | paired vs random: best-gap diff |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| strategy | selector | best Avg. Gap (pts) | reached target (seeds) | original already within target "
+          "(seeds) | time-to-target (s) | t2t / full t2t | paired vs random: t2t diff (s) | paired vs random: "
+          "best-gap diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (strategy, selector) in sorted(table, key=lambda k: (k[0], k[1] != "full", k[1] != "random", k[1])):
         rows = table[(strategy, selector)]
         full = table.get((strategy, "full"), {})
@@ -70,6 +74,7 @@ def main(path: str) -> None:
         ratio = [rows[s]["t2t"] / full[s]["t2t"] if rows[s]["t2t"] is not None and s in full and full[s]["t2t"]
                  else None for s in seeds if s in rows]
         reached = sum(rows[s]["reached"] for s in seeds if s in rows)
+        untouched = sum(rows[s]["untouched"] for s in seeds if s in rows)
         paired_t, paired_g = "-", "-"
         if selector not in ("full", "random") and rnd:
             dt = [rows[s]["t2t"] - rnd[s]["t2t"] if s in rnd and rows[s]["t2t"] is not None
@@ -79,7 +84,8 @@ def main(path: str) -> None:
             wins_g = sum(1 for d in dg if d < 0)
             paired_t = f"{_cell(dt)}; faster in {wins_t}/{len(dt)}"
             paired_g = f"{_cell(dg)}; lower in {wins_g}/{len(dg)}"
-        print(f"| {strategy} | {selector} | {_cell(best)} | {reached}/{len(best)} | {_cell(t2t)} | "
+        print(f"| {strategy} | {selector} | {_cell(best)} | {reached}/{len(best)} | {untouched}/{len(best)} | "
+              f"{_cell(t2t)} | "
               f"{_cell(ratio, '{:.2f}')} | {paired_t} | {paired_g} |")
 
 
