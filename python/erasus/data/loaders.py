@@ -99,16 +99,41 @@ def as_loader(
 def collate_of(data: Any) -> Callable[[list[Any]], Any]:
     """The collate function batches of ``data`` need: a ``DataLoader``'s own; for language-model datasets padded
     to different lengths (a ``ConcatDataset`` of forget and retain ``LMDataset`` s, say) a per-batch padding
-    :class:`erasus.data.llm.LMCollator`, as transformers' ``DataCollatorForSeq2Seq`` pads; else torch's
+    :class:`erasus.data.llm.LMCollator`, as transformers' ``DataCollatorForSeq2Seq`` pads; for encoder-decoder
+    samples (``input_features`` + token ``labels``) :class:`erasus.tasks.seq2seq.Seq2SeqCollator`; else torch's
     ``default_collate``."""
     if isinstance(data, DataLoader):
         return data.collate_fn
+    if _seq2seq_items(data):
+        from ..tasks.seq2seq import Seq2SeqCollator
+
+        return Seq2SeqCollator()
     found = _lm_datasets(data)
     if len({int(d.batch["input_ids"].shape[1]) for d in found}) > 1:
         from .llm import LMCollator
 
         return LMCollator(found[0].tokenizer)
     return default_collate
+
+
+def _seq2seq_items(data: Any) -> bool:
+    """Whether ``data`` holds encoder-decoder samples (``input_features`` + token ``labels``, e.g. Whisper) whose
+    label sequences :class:`erasus.tasks.seq2seq.Seq2SeqCollator` pads to a batch."""
+    while isinstance(data, (Subset, IndexedDataset)):
+        data = data.dataset
+    if isinstance(data, ConcatDataset):
+        data = data.datasets[0] if data.datasets else data
+    if isinstance(data, (str, bytes)) or not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        return False
+    try:
+        if len(data) == 0:
+            return False
+        sample = data[0]
+    except Exception:  # a dataset that cannot be indexed here is collated as before
+        return False
+    from ..tasks.seq2seq import is_seq2seq_sample
+
+    return is_seq2seq_sample(sample)
 
 
 def _lm_datasets(data: Any) -> list[Any]:

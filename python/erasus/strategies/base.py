@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data import IndexedDataset, as_dataset, collate_of
@@ -33,7 +34,7 @@ from ..tasks import Task, get_task, infer_task, reduce_loss
 from .until import History, StoppingRule
 
 __all__ = ["UnlearningStrategy", "Run", "check_finite_loss", "reinitialize", "per_sample_kl", "random_labels",
-           "weighted"]
+           "relabelled_loss", "weighted"]
 
 _COMMON = {"task": None, "batch_size": 64, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0}
 
@@ -137,13 +138,26 @@ def per_sample_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
 
 
 def random_labels(y: torch.Tensor, num_classes: int, *, exclude_true: bool, generator: torch.Generator) -> torch.Tensor:
-    """Uniform random labels; with ``exclude_true`` uniform over the ``C - 1`` wrong classes."""
+    """Uniform random labels; with ``exclude_true`` uniform over the ``C - 1`` wrong classes. Token labels of
+    sequence models (any shape) are relabelled per token; ``-100`` (padding) stays ``-100``."""
     if exclude_true:
         if num_classes < 2:
             raise InvalidInputError("wrong labels need at least 2 classes")
         shift = torch.randint(1, num_classes, y.shape, generator=generator).to(y.device)
-        return (y + shift) % num_classes
-    return torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+        out = (y + shift) % num_classes
+    else:
+        out = torch.randint(0, num_classes, y.shape, generator=generator).to(y.device)
+    return torch.where(y == -100, y, out)
+
+
+def relabelled_loss(model: torch.nn.Module, task: Task, batch: Any, labels: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss (B,) of ``batch`` with its targets replaced by ``labels``: cross-entropy of the logits for
+    class labels (over :meth:`Task.label_logits`); the task's own loss on the relabelled batch for token labels (a seq2seq decoder is then
+    teacher-forced on the random transcript, as training on a wrong transcript would be)."""
+    if labels.ndim == 1:
+        logits = task.label_logits(model, batch)
+        return F.cross_entropy(logits, labels.to(logits.device), reduction="none")
+    return task.per_sample_loss(model, task.with_labels(batch, labels))
 
 
 def check_finite_loss(loss: torch.Tensor, *, strategy: str, desc: str, step: int, lr: float) -> None:

@@ -79,6 +79,11 @@ def diagonal_fisher(model: torch.nn.Module, run: Run, *, kind: str) -> list[torc
             continue
         with torch.no_grad():
             probs = torch.softmax(task.label_logits(model, batch).float(), dim=-1)
+        if probs.ndim != 2:
+            raise InvalidInputError(
+                f"the true Fisher sums over the classes of (B, C) outputs; task {task.name!r} gives "
+                f"{tuple(probs.shape)} token outputs, so pass fisher='empirical' (the Fisher of the labelled tokens)"
+            )
         for c in range(probs.shape[-1]):
             labels = torch.full((probs.shape[0],), c, dtype=torch.long, device=probs.device)
             g = per_sample_grad(batch, labels)

@@ -6,10 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..registry import register_strategy
-from .base import Run, UnlearningStrategy, random_labels, weighted
+from .base import Run, UnlearningStrategy, random_labels, relabelled_loss, weighted
 
 __all__ = ["RandomLabel", "forget_then_retain", "random_label_loss", "random_label_step"]
 
@@ -57,8 +56,7 @@ def random_label_loss(
             return alpha * run.task.loss(model, batch)
         y = run.task.labels(batch)
         y_rand = random_labels(y, num_classes, exclude_true=exclude_true, generator=run.generator)
-        logits = run.task.label_logits(model, batch)
-        return weighted(F.cross_entropy(logits, y_rand.to(logits.device), reduction="none"), w)
+        return weighted(relabelled_loss(model, run.task, batch, y_rand), w)
 
     return loss
 
@@ -71,8 +69,7 @@ def random_label_step(
     batch, w = next(forget)
     y = run.task.labels(batch)
     y_rand = random_labels(y, num_classes, exclude_true=exclude_true, generator=run.generator)
-    logits = run.task.label_logits(model, batch)
-    loss = weighted(F.cross_entropy(logits, y_rand.to(logits.device), reduction="none"), w)
+    loss = weighted(relabelled_loss(model, run.task, batch, y_rand), w)
     if retain is not None:
         loss = loss + alpha * run.task.loss(model, next(retain))
     return loss

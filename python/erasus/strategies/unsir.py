@@ -82,6 +82,11 @@ class Unsir(UnlearningStrategy):
         count: dict[int, int] = {}
         x_example, template = None, None
         for batch, w in run.forget_epoch(shuffle=False):
+            if run.task.labels(batch).ndim != 1:
+                raise InvalidInputError(
+                    f"unsir learns one error-maximising noise per forget class and needs per-sample class labels; "
+                    f"task {run.task.name!r} has token labels (a transcript is not a class)"
+                )
             x = run.task.features_input(batch)
             if not isinstance(x, torch.Tensor) or not x.is_floating_point():
                 raise ErasusTypeError("unsir learns input noise and needs floating-point model inputs")

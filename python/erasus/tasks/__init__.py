@@ -4,7 +4,8 @@
 model (``get_image_features`` and an ``image_token_id`` in a config with a ``text_config``, or a wrapper
 flagged ``multimodal_causal_lm``) -> ``"multimodal_causal_lm"``, a CLIP-like model (``get_image_features`` +
 ``get_text_features``) -> ``"contrastive"``, a text-to-image diffusion wrapper (``unet``, ``scheduler``,
-``encode_prompt``) -> ``"diffusion"``, anything else -> ``"classification"``.
+``encode_prompt``) -> ``"diffusion"``, an encoder-decoder (``config.is_encoder_decoder``: Whisper, T5, BART)
+or dict samples with ``input_features`` and token ``labels`` -> ``"seq2seq"``, anything else -> ``"classification"``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ __all__ = [
 
 # family -> module that registers its adapter (added by the family's own issue)
 _FAMILY_MODULES = {"causal_lm": "erasus.tasks.causal_lm", "contrastive": "erasus.tasks.contrastive",
-                   "multimodal_causal_lm": "erasus.tasks.multimodal_lm", "diffusion": "erasus.tasks.diffusion"}
+                   "multimodal_causal_lm": "erasus.tasks.multimodal_lm", "diffusion": "erasus.tasks.diffusion",
+                   "seq2seq": "erasus.tasks.seq2seq"}
 
 
 def _is_multimodal_lm(model: torch.nn.Module) -> bool:
@@ -57,11 +59,17 @@ def _family(model: torch.nn.Module, data: Any) -> str:
     names = [c.__name__ for c in type(model).__mro__]
     if any(n.endswith("ForCausalLM") or n.endswith("LMHeadModel") for n in names):
         return "causal_lm"
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True:
+        return "seq2seq"
     if isinstance(data, torch.utils.data.DataLoader):
         data = data.dataset
     sample = data
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__") and len(data) > 0:
         sample = data[0]
+    first = data[0] if isinstance(data, list) and data else sample
+    if isinstance(first, Mapping) and "input_features" in first and "labels" in first:
+        if torch.as_tensor(first["labels"]).ndim == 1:
+            return "seq2seq"
     if isinstance(sample, Mapping) and "input_ids" in sample:
         if "labels" in sample and torch.as_tensor(sample["labels"]).ndim == torch.as_tensor(sample["input_ids"]).ndim:
             return "multimodal_causal_lm" if "pixel_values" in sample else "causal_lm"
