@@ -46,6 +46,8 @@ def as_data(data: Any) -> Any:
     return as_dataset(data)
 
 
+#: config.json model_types erasus.models.audio.load_audio_model loads (Whisper, wav2vec2 / HuBERT classifiers)
+_AUDIO_TYPES = ("whisper", "wav2vec2", "hubert")
 #: config.json model_type -> the erasus wrapper a local folder loads as (CLIP-family types: is_clip_config)
 _VISION_LANGUAGE = {"llava": "LLaVAWrapper", "blip-2": "BLIP2Wrapper", "blip": "BLIPWrapper"}
 
@@ -86,6 +88,10 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
 
         loaded = getattr(models, wrapper)(Path(text).expanduser(), device=device)
         return loaded, getattr(loaded, "tokenizer", None) or loaded.processor
+    if looks_local and _model_type(Path(text).expanduser()) in _AUDIO_TYPES:
+        from .models.audio import load_audio_model
+
+        return load_audio_model(Path(text).expanduser(), device=device)
     try:
         return load_causal_lm(Path(text).expanduser() if looks_local else text, device=device)
     except OSError as exc:

@@ -6,9 +6,26 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from audio_helpers import char_tokenizer
+from audio_helpers import items, memorise, processor, tiny_whisper
+
+FORGET_TEXTS = ["go", "seven", "up left"]
+RETAIN_TEXTS = ["no", "six", "down", "one two", "yes"]
 
 
 @pytest.fixture(scope="package")
-def tokenizer(tmp_path_factory):
-    return char_tokenizer(tmp_path_factory.mktemp("whisper_tok"))
+def proc(tmp_path_factory):
+    return processor(tmp_path_factory.mktemp("whisper_proc"))
+
+
+@pytest.fixture(scope="package")
+def tokenizer(proc):
+    return proc.tokenizer
+
+
+@pytest.fixture(scope="package")
+def memorised(proc):
+    """(tiny Whisper that transcribes all 8 training clips exactly, forget items, retain items)."""
+    forget = items(proc, FORGET_TEXTS, seed=1)
+    retain = items(proc, RETAIN_TEXTS, seed=2)
+    model = memorise(tiny_whisper(proc, seed=0), forget + retain)
+    return model, forget, retain

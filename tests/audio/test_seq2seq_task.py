@@ -15,13 +15,13 @@ from erasus.tasks.seq2seq import Seq2SeqCollator, Seq2SeqTask
 TEXTS = ["go", "seven", "up", "three left"]
 
 
-def test_collate_pads_labels_with_minus_100_and_stacks_features(tokenizer):
-    data = items(tokenizer, TEXTS)
+def test_collate_pads_labels_with_minus_100_and_stacks_features(proc):
+    data = items(proc, TEXTS)
     collate = collate_of(data)
     assert isinstance(collate, Seq2SeqCollator)
     batch = collate(data)
     lengths = [len(d["labels"]) for d in data]
-    assert batch["input_features"].shape == (4, 16, 100)
+    assert batch["input_features"].shape == (4, 16, 100)  # mel bins x 1 s of 10 ms frames
     assert batch["labels"].shape == (4, max(lengths))
     for i, n in enumerate(lengths):
         assert torch.equal(batch["labels"][i, :n], data[i]["labels"])
@@ -38,9 +38,9 @@ def _token_loop_loss(model, features, labels, start):
     return -torch.stack(logps).mean()
 
 
-def test_per_sample_loss_equals_one_sample_losses_and_a_token_loop(tokenizer):
-    model = tiny_whisper(tokenizer)
-    data = items(tokenizer, TEXTS)
+def test_per_sample_loss_equals_one_sample_losses_and_a_token_loop(proc):
+    model = tiny_whisper(proc)
+    data = items(proc, TEXTS)
     batch = Seq2SeqCollator()(data)
     task = infer_task(model, data)
     assert isinstance(task, Seq2SeqTask)
@@ -56,9 +56,9 @@ def test_per_sample_loss_equals_one_sample_losses_and_a_token_loop(tokenizer):
     torch.testing.assert_close(task.loss(model, batch, weights=w), (w * got).sum() / w.sum())
 
 
-def test_bad_batches_are_refused_clearly(tokenizer):
-    model = tiny_whisper(tokenizer)
-    data = items(tokenizer, TEXTS)
+def test_bad_batches_are_refused_clearly(proc):
+    model = tiny_whisper(proc)
+    data = items(proc, TEXTS)
     task = Seq2SeqTask()
     with pytest.raises(InvalidInputError, match="needs labels"):
         task.per_sample_loss(model, {"input_features": data[0]["input_features"][None]})
@@ -73,9 +73,9 @@ def test_bad_batches_are_refused_clearly(tokenizer):
         Seq2SeqCollator()([data[0], odd])
 
 
-def test_embeddings_are_the_mean_pooled_encoder_state(tokenizer):
-    model = tiny_whisper(tokenizer)
-    batch = Seq2SeqCollator()(items(tokenizer, TEXTS))
+def test_embeddings_are_the_mean_pooled_encoder_state(proc):
+    model = tiny_whisper(proc)
+    batch = Seq2SeqCollator()(items(proc, TEXTS))
     with torch.no_grad():
         emb = Seq2SeqTask().embeddings(model, batch)
         ref = torch.stack([model.model.encoder(batch["input_features"][i:i + 1]).last_hidden_state[0].mean(0)

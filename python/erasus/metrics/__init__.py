@@ -45,6 +45,7 @@ from .mia_loss import LossMIAMetric
 from .mia_threshold import MIAConfidenceMetric, MIAModifiedEntropyMetric
 from .outputs import Outputs, collect_outputs, output_cache
 from .relearn import AnamnesisIndexMetric, RelearnTimeMetric, relearn_time
+from .speech import CERMetric, WERMetric
 from .streisand import StreisandMetric
 from .suite import DEFAULT_METRICS, MetricSuite
 from .tow import ToWMetric
@@ -112,6 +113,8 @@ __all__ = [
     "PerplexityMetric",
     "PrivLeakMetric",
     "RelearnTimeMetric",
+    "WERMetric",
+    "CERMetric",
     "SpeedupMetric",
     "StreisandMetric",
     "ToWMetric",

@@ -23,12 +23,18 @@ from .mia import entropy_mia, prediction_entropy
 from .mia_efficacy import mia_features, svc_mia_efficacy
 from .mia_loss import loss_threshold_attack
 from .mia_threshold import modified_entropy, true_label_confidence
+from .speech import cer, per_speaker_wer, speaker_similarity, transcript_accuracy, wer
 from .streisand import streisand_check
 from .tow import tug_of_war
 from .u_lira import u_lira_scores
 from .zrf import zrf_score
 
 __all__ = [
+    "cer",
+    "per_speaker_wer",
+    "speaker_similarity",
+    "transcript_accuracy",
+    "wer",
     "activation_distance",
     "adaptive_calibration_error",
     "balanced_accuracy",

@@ -21,9 +21,11 @@ from .llm import (
     load_smollm2,
 )
 from .text_encoder import SentenceEncoder, load_minilm, mean_pool
+from .whisper import WhisperWrapper, char_whisper_processor, small_whisper, whisper_parameter_groups
 
 __all__ = ["BERTWrapper", "BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalLM", "GPTWrapper", "LLaMAWrapper",
            "LLaVAWrapper", "MistralWrapper", "SentenceEncoder", "StableDiffusionWrapper", "activation_hooks", "character_clip_tokenizer",
            "clip_parameter_groups", "decoder_layers", "is_clip_config", "is_diffusion_folder", "layer_activations", "load_causal_lm",
            "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip", "tiny_components",
            "tiny_pipeline"]
+__all__ += ["WhisperWrapper", "char_whisper_processor", "small_whisper", "whisper_parameter_groups"]
