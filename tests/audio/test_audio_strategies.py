@@ -113,3 +113,24 @@ def test_lora_on_a_wav2vec2_classifier():
         model=model, forget_data=forget, steps=3, progress=False,
         lora={"r": 2, "lora_alpha": 4, "target_modules": ["q_proj", "v_proj"]})
     assert type(out) is type(model) and _changed(model, out)
+
+
+def test_npo_on_whisper_transcripts_starts_at_its_closed_form_and_lowers_their_likelihood(memorised):
+    import math
+
+    model, forget, retain = memorised
+    batch, task = Seq2SeqCollator()(forget), Seq2SeqTask()
+    with torch.no_grad():  # summed transcript log-likelihood = -(mean token CE) x (number of tokens)
+        n_tokens = (batch["labels"] != -100).sum(-1)
+        torch.testing.assert_close(task.log_likelihood(model, batch), -task.per_sample_loss(model, batch) * n_tokens)
+    s = erasus.get_strategy("npo", lr=1e-2, beta=0.1, batch_size=4)
+    out = s.unlearn(model=model, forget_data=forget, steps=5, progress=False)
+    # step 0: theta = reference, so L_NPO = -(2/beta) log sigmoid(0) = (2/beta) log 2
+    assert s.history_[0] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
+    with torch.no_grad():
+        assert bool((task.log_likelihood(out, batch) < task.log_likelihood(model, batch)).all())
+    with pytest.raises(InvalidInputError, match="'nll'"):
+        erasus.get_strategy("npo", retain_loss="kl").unlearn(model=model, forget_data=forget, retain_data=retain,
+                                                             steps=1, progress=False)
+    with pytest.raises(InvalidInputError, match="needs a causal LM"):
+        erasus.get_strategy("rmu").unlearn(model=model, forget_data=forget, retain_data=retain, steps=1, progress=False)

@@ -158,6 +158,15 @@ class Seq2SeqTask(Task):
         logits = self.outputs(model, batch)
         return token_cross_entropy(logits, self.labels(batch).to(logits.device))
 
+    def log_likelihood(self, model: torch.nn.Module, batch: Batch, *, normalize: bool = False) -> torch.Tensor:
+        """Per-sample transcript log-likelihood ``sum_t log p(y_t | y_<t, x)`` (or its mean over tokens), (B,)."""
+        logits = self.outputs(model, batch)
+        labels = self.labels(batch).to(logits.device)
+        mask = labels != IGNORE_INDEX
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, labels.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+        total = (logp * mask).sum(-1)
+        return total / mask.sum(-1).clamp(min=1) if normalize else total
+
     def labels(self, batch: Batch) -> torch.Tensor:
         """The (B, T) target tokens (``-100`` on padding)."""
         b = self._check(batch)

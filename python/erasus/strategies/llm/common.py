@@ -58,8 +58,12 @@ __all__ = ["LLMStrategy", "dataset_attr", "frozen_reference", "retain_kl", "sequ
 _LLM_COMMON = {"optimizer": "adamw", "gradient_checkpointing": False, "mixed_precision": None}
 
 
-def sequence_log_prob(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    """Summed answer log-likelihood ``log pi(y|x) = sum_t log p(y_t | x, y_<t)`` per sample, shape (B,)."""
+def sequence_log_prob(model: torch.nn.Module, batch: Any, *, task: Any = None) -> torch.Tensor:
+    """Summed answer log-likelihood ``log pi(y|x) = sum_t log p(y_t | x, y_<t)`` per sample, shape (B,); with
+    ``task`` a :class:`~erasus.tasks.seq2seq.Seq2SeqTask`, the summed log-likelihood of the transcript tokens
+    given the encoder input (Whisper: the audio)."""
+    if task is not None and getattr(task, "name", None) == "seq2seq":
+        return task.log_likelihood(model, batch)
     return CausalLMTask().log_likelihood(model, batch, normalize=False)
 
 
@@ -173,6 +177,8 @@ class LLMStrategy(UnlearningStrategy):
     ``mixed_precision="bf16"`` (autocast on the forward passes) options; subclasses implement :meth:`_unlearn_lm`."""
 
     llm_defaults: ClassVar[dict[str, Any]] = {}
+    #: the method also applies to encoder-decoder transcripts (Whisper) through the seq2seq task
+    accepts_seq2seq: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -180,7 +186,7 @@ class LLMStrategy(UnlearningStrategy):
 
     def _unlearn(self, model: torch.nn.Module, run: Run, *, gradient_checkpointing: bool,
                  mixed_precision: str | None, **options: Any) -> torch.nn.Module:
-        if not isinstance(run.task, CausalLMTask):
+        if not isinstance(run.task, CausalLMTask) and not (self.accepts_seq2seq and run.task.name == "seq2seq"):
             raise InvalidInputError(f"strategy {self.registry_name!r} needs a causal LM (task 'causal_lm'), "
                                     f"got task {run.task.name!r}")
         if mixed_precision not in (None, "bf16"):
@@ -190,6 +196,9 @@ class LLMStrategy(UnlearningStrategy):
         retain_loss = options.pop("retain_loss", "nll")
         if retain_loss not in ("nll", "kl"):
             raise InvalidInputError(f"retain_loss must be 'nll' or 'kl', got {retain_loss!r}")
+        if retain_loss == "kl" and run.task.name == "seq2seq":
+            raise InvalidInputError("retain_loss='kl' compares next-token distributions of a causal LM; use 'nll' "
+                                    "for an encoder-decoder")
         # KL needs the model as it was: build the frozen reference before any step
         kl = retain_loss == "kl" and run.retain is not None and options.get("alpha", 1.0) != 0
         self._retain_ref = frozen_reference(model, run) if kl else None

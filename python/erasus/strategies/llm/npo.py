@@ -28,7 +28,13 @@ class NPO(LLMStrategy):
 
     Defaults (OpenUnlearning / the paper's TOFU runs): ``beta = 0.1``, ``gamma = 1``, ``alpha = 1`` (retain
     term only when retain data is given), AdamW lr 1e-5, 10 epochs.
+
+    Also for speech recognition: on Whisper (the seq2seq task) ``log pi(y|x)`` is the summed log-likelihood of
+    the transcript's tokens given the audio, so NPO pushes the forgotten transcripts below the reference with
+    NPO's bounded loss instead of gradient ascent's unbounded one (``retain_loss="nll"`` only).
     """
+
+    accepts_seq2seq = True
 
     llm_defaults = {"lr": 1e-5, "beta": 0.1, "gamma": 1.0, "alpha": 1.0, "default_epochs": 10, "retain_loss": "nll"}
 
@@ -40,8 +46,8 @@ class NPO(LLMStrategy):
 
         def loss(_: int) -> torch.Tensor:
             batch, w = next(forget)
-            ref_lp = ref(lambda m: sequence_log_prob(m, batch))
-            forget_term = npo_loss(sequence_log_prob(model, batch), ref_lp, beta=beta, weights=w)
+            ref_lp = ref(lambda m: sequence_log_prob(m, batch, task=run.task))
+            forget_term = npo_loss(sequence_log_prob(model, batch, task=run.task), ref_lp, beta=beta, weights=w)
             return gamma * forget_term + self.retain_term(model, run, retain, alpha)
 
         self.train(model, run, loss, num_steps=run.num_steps(default_epochs), desc="NPO")
