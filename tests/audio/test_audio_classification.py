@@ -67,3 +67,17 @@ def test_gradient_ascent_on_wav2vec2_dict_items_raises_the_forget_loss():
         model=model, forget_data=items, steps=3, progress=False)
     with torch.no_grad():
         assert float(task.per_sample_loss(out, batch).mean()) > float(task.per_sample_loss(model, batch).mean())
+
+
+def test_a_saved_wav2vec2_classifier_folder_loads_through_the_unlearner(tmp_path):
+    model = _model("wav2vec2")
+    model.save_pretrained(tmp_path / "clf")
+    transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(tmp_path / "clf")
+    unl = erasus.ErasusUnlearner(model_name=str(tmp_path / "clf"), strategy="gradient_ascent", selector="full")
+    assert type(unl.model) is transformers.Wav2Vec2ForSequenceClassification
+    for a, b in zip(unl.model.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**_TINY)).save_pretrained(tmp_path / "ctc")
+    with pytest.raises(erasus.errors.InvalidInputError, match="sequence classifiers"):
+        erasus.ErasusUnlearner(model_name=str(tmp_path / "ctc"), strategy="gradient_ascent")
