@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from erasus.models import char_whisper_processor, small_whisper
 from erasus.tasks.seq2seq import Seq2SeqCollator, Seq2SeqTask
 
 HERE = Path(__file__).parent
-CACHE = HERE / ".cache"
-WORDS_DIR = CACHE / "words"
-UNSEEN = ("en-us-nyc+f3", "ked_diphone")  # never trained on: the reference for "a speaker the model never saw"
-FORGET_SPEAKER = "kal_diphone"
-FORGET_WORD = "left"
+# a re-run on other data needs its own cache (features and models are cached there)
+CACHE = Path(os.environ.get("ERASUS_AUDIO_CACHE", HERE / ".cache"))
+# the defaults are the run of RESULTS.md; ERASUS_AUDIO_* point a re-run at other synthesized data
+WORDS_DIR = Path(os.environ.get("ERASUS_AUDIO_WORDS", CACHE / "words"))
+# never trained on: the reference for "a speaker the model never saw"
+UNSEEN = tuple(os.environ.get("ERASUS_AUDIO_UNSEEN", "en-us-nyc+f3,ked_diphone").split(","))
+FORGET_SPEAKER = os.environ.get("ERASUS_AUDIO_FORGET_SPEAKER", "kal_diphone")
+FORGET_WORD = os.environ.get("ERASUS_AUDIO_FORGET_WORD", "left")
 TRAIN_RENDITIONS = (0, 1, 2, 3)  # renditions 4, 5 of every (speaker, word) are held out
 MODEL = dict(d_model=64, layers=1, heads=4, max_target_positions=12)
 TRAIN = dict(epochs=25, batch_size=32, lr=3e-3)

@@ -17,8 +17,10 @@ MIA (``get_metric("mia_loss")``) of the forget clips against held-out clips of t
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ import erasus
 from erasus.metrics.functional import transcript_accuracy, wer
 from erasus.metrics.speech import transcribe_items
 
-RESULTS = common.HERE / "results.json"
+RESULTS = Path(os.environ.get("ERASUS_AUDIO_RESULTS", common.HERE / "results.json"))
 SELECTORS = ("full", "random", "kcenter", "craig")
 # chosen by sweep.py on training clips only (sweep_word.json): the smallest lr that empties the forget clips
 UNLEARN = dict(strategy="neg_grad_plus", optimizer="adam", lr=3e-4, steps=30, beta=0.9, batch_size=16)

@@ -4,14 +4,18 @@ A "speaker" is one synthesizer voice: espeak-ng accents x voice variants (forman
 festival English voices installed from Debian (kal / ked diphone, slt HTS). Each rendition draws its own
 speed and pitch (espeak-ng ``-s``/``-p``; festival ``Duration_Stretch`` and, since diphone voices have no
 pitch knob here, a resampling pitch/tempo shift) from a seeded RNG, so renditions of one word by one speaker
-differ. Resumable: existing files are kept. Usage: ``python benches/audio/synth.py [out_dir]``.
+differ. Resumable: existing files are kept.
+
+Usage: ``python benches/audio/synth.py [--out DIR] [--words a,b,..] [--espeak voice+variant,..]
+[--festival voice,..] [--renditions N]`` (a re-run with other voices and words: point ``ERASUS_AUDIO_WORDS`` at
+``--out`` and set ``ERASUS_AUDIO_FORGET_SPEAKER`` / ``_FORGET_WORD`` / ``_UNSEEN`` for ``common.py``).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -62,13 +66,13 @@ def festival_batch(voice: str, jobs: list[tuple[str, float, Path]]) -> None:
     Path(f.name).unlink()
 
 
-def main(out: Path) -> None:
+def main(out: Path, words: list[str], espeak_voices: list[str], festival_voices: list[str], renditions: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     rng = np.random.default_rng(0)
-    for voice in ESPEAK:
-        for word in WORDS:
-            for r in range(RENDITIONS):
+    for voice in espeak_voices:
+        for word in words:
+            for r in range(renditions):
                 speed, pitch = int(rng.integers(120, 200)), int(rng.integers(25, 75))
                 path = out / voice / f"{word}_{r}.wav"
                 if not path.exists():
@@ -76,10 +80,10 @@ def main(out: Path) -> None:
                     sf.write(path, _trim(espeak(voice, word, speed, pitch)), SR)
                 rows.append({"path": str(path.relative_to(out)), "text": word, "speaker": voice, "rendition": r,
                              "speed": speed, "pitch": pitch})
-    for voice in FESTIVAL:
+    for voice in festival_voices:
         jobs, shifts = [], {}
-        for word in WORDS:
-            for r in range(RENDITIONS):
+        for word in words:
+            for r in range(renditions):
                 stretch, shift = float(rng.uniform(0.8, 1.3)), float(rng.uniform(0.9, 1.1))
                 path = out / voice / f"{word}_{r}.wav"
                 shifts[path] = shift
@@ -105,4 +109,12 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / ".cache" / "words")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / ".cache" / "words")
+    ap.add_argument("--words", default=",".join(WORDS))
+    ap.add_argument("--espeak", default=",".join(ESPEAK))
+    ap.add_argument("--festival", default=",".join(FESTIVAL))
+    ap.add_argument("--renditions", type=int, default=RENDITIONS)
+    a = ap.parse_args()
+    split = lambda v: [x for x in v.split(",") if x]  # noqa: E731
+    main(a.out, split(a.words), split(a.espeak), split(a.festival), a.renditions)

@@ -81,3 +81,34 @@ def test_embeddings_are_the_mean_pooled_encoder_state(proc):
         ref = torch.stack([model.model.encoder(batch["input_features"][i:i + 1]).last_hidden_state[0].mean(0)
                            for i in range(4)])
     torch.testing.assert_close(emb, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_text_encoder_decoders_fit_the_same_adapter(family):
+    """T5 / BART (``input_ids`` + ``attention_mask`` + ``labels``): the per-sample loss of a padded batch equals
+    each sample's own loss computed alone, and infer_task picks the adapter from the config."""
+    import transformers
+
+    torch.manual_seed(0)
+    if family == "t5":
+        model = transformers.T5ForConditionalGeneration(transformers.T5Config(
+            vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0))
+    else:
+        model = transformers.BartForConditionalGeneration(transformers.BartConfig(
+            vocab_size=40, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32))
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    srcs = [torch.randint(3, 40, (n,), generator=g) for n in (5, 3, 7)]
+    tgts = [torch.randint(3, 40, (n,), generator=g) for n in (2, 4, 3)]
+    ids = torch.zeros(3, 7, dtype=torch.long)
+    mask = torch.zeros(3, 7, dtype=torch.long)
+    labels = torch.full((3, 4), -100)
+    for i, (s, t) in enumerate(zip(srcs, tgts)):
+        ids[i, :len(s)], mask[i, :len(s)], labels[i, :len(t)] = s, 1, t
+    task = infer_task(model)
+    assert isinstance(task, Seq2SeqTask)
+    got = task.per_sample_loss(model, {"input_ids": ids, "attention_mask": mask, "labels": labels})
+    with torch.no_grad():
+        ref = torch.stack([model(input_ids=s[None], labels=t[None]).loss for s, t in zip(srcs, tgts)])
+    torch.testing.assert_close(got.detach(), ref, rtol=1e-4, atol=1e-5)
