@@ -12,6 +12,9 @@ from erasus.models import char_whisper_processor, small_whisper
 from erasus.tasks.seq2seq import Seq2SeqCollator, Seq2SeqTask
 
 MEL_BINS = 16
+# the memorised fixture's transcripts (conftest.py); here so tests import them by a unique module name
+FORGET_TEXTS = ["go", "seven", "up left"]
+RETAIN_TEXTS = ["no", "six", "down", "one two", "yes"]
 
 
 def processor(folder: Path):

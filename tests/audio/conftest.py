@@ -6,10 +6,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from audio_helpers import items, memorise, processor, tiny_whisper
-
-FORGET_TEXTS = ["go", "seven", "up left"]
-RETAIN_TEXTS = ["no", "six", "down", "one two", "yes"]
+from audio_helpers import FORGET_TEXTS, RETAIN_TEXTS, items, memorise, processor, tiny_whisper
 
 
 @pytest.fixture(scope="package")

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import erasus
-from audio_helpers import clips
-from conftest import FORGET_TEXTS, RETAIN_TEXTS
+from audio_helpers import FORGET_TEXTS, RETAIN_TEXTS, clips
 from erasus.errors import ErasusTypeError, InvalidInputError
 from erasus.models import WhisperWrapper
 

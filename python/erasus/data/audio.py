@@ -98,7 +98,8 @@ class AudioFolder(Dataset):
     Args:
         root: folder the ``path_column`` entries are relative to (absolute paths are used as they are).
         transcripts: the CSV / JSONL file (relative to ``root`` unless absolute).
-        path_column / text_column: column names of the clip path and its transcript.
+        path_column: column of the clip paths.
+        text_column: column of the transcripts.
         speaker_column: column of speaker ids (``None``: no speakers).
         sampling_rate: every clip is resampled to this rate.
     """
