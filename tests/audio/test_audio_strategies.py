@@ -52,13 +52,6 @@ def _changed(a, b):
 def test_general_strategies_on_audio_classifiers(kind, name, opts, ascent):
     model = _classifier(kind)
     forget, retain = _clips(6, 1), _clips(9, 2)
-    if name == "bad_teacher":
-        # wav2vec2's weight-normed positional convolution cannot be re-initialised in place (its parametrized
-        # weight is recomputed from two tensors), so the incompetent teacher is given, as its error message says
-        with pytest.raises(InvalidInputError, match="bad_teacher="):
-            erasus.get_strategy(name, **opts).unlearn(model=model, forget_data=forget, retain_data=retain, steps=1,
-                                                      progress=False)
-        opts = {**opts, "bad_teacher": _classifier(kind, seed=7)}
     out = erasus.get_strategy(name, batch_size=6, **opts).unlearn(model=model, forget_data=forget, retain_data=retain,
                                                                    steps=2, progress=False)
     assert type(out) is type(model) and _changed(model, out)
