@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import CACHE  # noqa: E402
+
+_TAG = "" if CACHE.name == ".cache" else CACHE.name.removeprefix(".cache")
 ORDER = ["original", "oracle", "esd_x", "esd_u", "uce", "concept_ablation", "salun", "ga",
          "salun_coreset_random", "salun_coreset_kcenter", "salun_coreset_craig",
          "ga_coreset_random", "ga_coreset_kcenter", "ga_coreset_craig"]
@@ -18,7 +23,7 @@ def pct(r: dict, key: str) -> str:
 
 
 def main() -> None:
-    rows = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))}
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / f"results{_TAG}").glob("*.json"))}
     print("| config | erasure acc. (%) | retained acc. (%) | FID | KID | retain pixel L2 | retain feat. L2 "
           "| n forget | unlearn s | load (1-min avg) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
