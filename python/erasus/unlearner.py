@@ -67,8 +67,10 @@ def _model_type(folder: Path) -> str | None:
 def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module, Any]:
     """``(model, tokenizer)`` for ``model_name``, with path mistakes and loader failures as erasus errors; a local
     CLIP checkpoint (by its config) becomes a :class:`~erasus.models.CLIPWrapper` with its processor, a diffusers
-    pipeline folder (its ``model_index.json``) a :class:`~erasus.models.StableDiffusionWrapper` with its tokenizer."""
-    from .models import CLIPWrapper, StableDiffusionWrapper, is_clip_config, is_diffusion_folder, load_causal_lm
+    pipeline folder (its ``model_index.json``) a :class:`~erasus.models.StableDiffusionWrapper` with its tokenizer, a
+    local VideoMAE checkpoint a :class:`~erasus.models.VideoMAEWrapper`."""
+    from .models import (CLIPWrapper, StableDiffusionWrapper, VideoMAEWrapper, is_clip_config, is_diffusion_folder,
+                         is_videomae_config, load_causal_lm)
 
     if not isinstance(model_name, (str, os.PathLike)) or not str(model_name):
         raise ErasusTypeError(f"model_name must be a hub id or a local folder, got {model_name!r}")
@@ -92,6 +94,9 @@ def _load_named_model(model_name: Any, *, device: Any) -> tuple[torch.nn.Module,
         from .models.audio import load_audio_model
 
         return load_audio_model(Path(text).expanduser(), device=device)
+    if looks_local and is_videomae_config(Path(text).expanduser()):
+        video = VideoMAEWrapper(Path(text).expanduser(), device=device)
+        return video, video.processor
     try:
         return load_causal_lm(Path(text).expanduser() if looks_local else text, device=device)
     except OSError as exc:
@@ -129,7 +134,8 @@ class ErasusUnlearner:
             :class:`erasus.models.CLIPWrapper` with its processor, a LLaVA / BLIP-2 / BLIP retrieval folder as
             :class:`~erasus.models.LLaVAWrapper` / :class:`~erasus.models.BLIP2Wrapper` /
             :class:`~erasus.models.BLIPWrapper`, a diffusers pipeline folder (``model_index.json``) as an
-            :class:`erasus.models.StableDiffusionWrapper`, anything else as a causal LM (the ``llm`` extra).
+            :class:`erasus.models.StableDiffusionWrapper`, a VideoMAE checkpoint as an
+            :class:`erasus.models.VideoMAEWrapper`, anything else as a causal LM (the ``llm`` extra).
         strategy: registered strategy name (``erasus.list_strategies()``) or an ``UnlearningStrategy``.
         selector: registered selector name (``erasus.list_selectors()``) or a ``Selector``; ``"auto"`` lets
             the auto-selector choose from the data's size and modality.

@@ -9,7 +9,7 @@ named set and, given the retrained model, reports the gaps to it (SalUn's Avg. G
 """
 
 from . import functional, llm  # noqa: F401  (llm: the causal-LM metrics register themselves on import)
-from .accuracy import AccuracyMetric
+from .accuracy import AccuracyMetric, VideoAccuracyMetric
 from .base import GROUPS, Metric
 from .calibration import ACEMetric, BrierMetric, ECEMetric, MCEMetric
 from .classification import AUROCMetric, BalancedAccuracyMetric, CohenKappaMetric, F1Metric, MCCMetric
@@ -66,6 +66,7 @@ __all__ = [
     "RetainedAccuracyMetric",
     "AUROCMetric",
     "AccuracyMetric",
+    "VideoAccuracyMetric",
     "AnamnesisIndexMetric",
     "ActivationDistanceMetric",
     "AnswerProbabilityMetric",

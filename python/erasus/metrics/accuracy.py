@@ -12,7 +12,7 @@ from ..registry import register_metric
 from .base import Metric
 from .outputs import class_outputs
 
-__all__ = ["topk_accuracy", "AccuracyMetric"]
+__all__ = ["topk_accuracy", "AccuracyMetric", "VideoAccuracyMetric"]
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, *, k: int = 1) -> float:
@@ -61,3 +61,16 @@ class AccuracyMetric(Metric):
                 key = f"{split}_accuracy" if k == 1 else f"{split}_top{k}_accuracy"
                 out[key] = topk_accuracy(logits, labels, k=k)
         return out
+
+
+@register_metric("video_accuracy")
+class VideoAccuracyMetric(AccuracyMetric):
+    """Clip-level top-1 and top-5 accuracy of a video classifier (the two numbers Kinetics / Something-Something
+    results report, e.g. VideoMAE, Tong et al. 2022): :class:`AccuracyMetric` with ``topk=(1, 5)``.
+
+    Keys ``{split}_accuracy`` and ``{split}_top5_accuracy``. Batches are ``{"pixel_values": (B, frames, C, H, W),
+    "labels": (B,)}``; a model with fewer than 5 classes needs ``topk=(1,)`` or another k.
+    """
+
+    def __init__(self, *, topk: Sequence[int] = (1, 5), **options: Any) -> None:
+        super().__init__(topk=topk, **options)

@@ -22,6 +22,7 @@ from .llm import (
 )
 from .text_encoder import SentenceEncoder, load_minilm, mean_pool
 from .whisper import WhisperWrapper, char_whisper_processor, small_whisper, whisper_parameter_groups
+from .videomae import VideoMAEWrapper, is_videomae_config, load_videomae
 
 __all__ = ["BERTWrapper", "BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalLM", "GPTWrapper", "LLaMAWrapper",
            "LLaVAWrapper", "MistralWrapper", "SentenceEncoder", "StableDiffusionWrapper", "activation_hooks", "character_clip_tokenizer",
@@ -29,3 +30,4 @@ __all__ = ["BERTWrapper", "BLIP2Wrapper", "BLIPWrapper", "CLIPWrapper", "CausalL
            "load_clip", "load_minilm", "load_smollm2", "mean_pool", "small_clip", "tiny_components",
            "tiny_pipeline"]
 __all__ += ["WhisperWrapper", "char_whisper_processor", "small_whisper", "whisper_parameter_groups"]
+__all__ += ["VideoMAEWrapper", "is_videomae_config", "load_videomae"]
