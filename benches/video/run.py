@@ -2,8 +2,8 @@
 
     python benches/video/run.py train            # original + oracle per seed (cached in benches/video/.cache/)
     python benches/video/run.py sweep            # lr grid per strategy on the validation split (seed 0)
-    python benches/video/run.py run              # every strategy x {full, random/kcenter/craig 10%} x seed
-    python benches/video/run.py table            # RESULTS tables from results.jsonl
+    python benches/video/run.py run --seeds 0 --out benches/video/results_seed0.jsonl   # (one process per seed)
+    python benches/video/run.py table            # RESULTS table from every results*.jsonl (--table-sweep: sweep)
 
 Every stage is resumable: trained models are saved with ``save_pretrained`` under ``.cache/`` and every finished
 row is appended to a JSONL file that a re-run skips. Protocol in ``RESULTS.md``.
@@ -31,6 +31,7 @@ MODEL = {"image_size": 32, "patch_size": 8, "num_channels": 1, "num_frames": 8, 
          "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "num_labels": 10,
          "use_mean_pooling": True}
 N_TRAIN, N_TEST = 3000, 2000  # the test draw is split in half: validation (lr sweep) and test (reported)
+RETAIN_EVAL = 1000
 FORGET_CLASS = 3  # "dress", the class benches/unlearning forgets
 TRAIN = {"epochs": 16, "lr": 2e-3, "weight_decay": 0.05, "batch_size": 64}
 STRATEGIES = ("gradient_ascent", "grad_diff", "scrub", "salun", "neg_grad_plus")
@@ -68,6 +69,10 @@ def splits(seed: int) -> dict[str, Clips]:
     val, test = half[: len(yte) // 2], half[len(yte) // 2:]
     f = (ytr == FORGET_CLASS).numpy()
     out = {"forget": Clips(xtr[f], ytr[f]), "retain": Clips(xtr[~f], ytr[~f]), "train": Clips(xtr, ytr)}
+    # retain accuracy and the MIA's member sample are read on a fixed 1,000 of the retain set: all 2,700
+    # clips doubled each row's evaluation time on the loaded machine (the sweep's rows used all of them)
+    keep = np.sort(np.random.default_rng(100 + seed).permutation(int((~f).sum()))[:RETAIN_EVAL])
+    out["retain_eval"] = Clips(xtr[~f][keep], ytr[~f][keep])
     for name, idx in (("val", val), ("test", test)):
         x, y = xte[idx], yte[idx]
         m = (y == FORGET_CLASS).numpy()
@@ -131,13 +136,14 @@ def scores(model: Any, data: dict[str, Clips], *, prefix: str) -> dict[str, floa
     from erasus.metrics import output_cache
 
     acc = erasus.get_metric("video_accuracy")
+    retain = "retain" if prefix == "val" else "retain_eval"
     out: dict[str, float] = {}
     with output_cache():  # each split is run through the model once for both metrics
-        for key, split in (("forget", "forget"), ("retain", "retain"), ("test_forget", f"{prefix}_forget"),
+        for key, split in (("forget", "forget"), ("retain", retain), ("test_forget", f"{prefix}_forget"),
                            ("test_retain", f"{prefix}_retain")):
             r = acc.compute(model, test=data[split])
             out[f"{key}_acc"], out[f"{key}_top5"] = r["test_accuracy"], r["test_top5_accuracy"]
-        out["mia"] = erasus.get_metric("mia_efficacy").compute(model, data["forget"], data["retain"],
+        out["mia"] = erasus.get_metric("mia_efficacy").compute(model, data["forget"], data[retain],
                                                                data[prefix])["mia_efficacy"]
     return out
 
@@ -268,11 +274,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def stage_table(out: Path) -> None:
-    rows = read_rows(out)
+def stage_table(paths: list[Path], *, by_lr: bool = False) -> None:
+    rows = [r for path in paths for r in read_rows(path)]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["strategy"], r["selector"]), []).append(r)
+        selector = f"{r['selector']} lr {r['lr']:g}" if by_lr and r["lr"] is not None else r["selector"]
+        groups.setdefault((r["strategy"], selector), []).append(r)
     cols = ("forget_acc", "test_forget_acc", "retain_acc", "test_retain_acc", "test_retain_top5", "mia", "avg_gap",
             "time_s")
     print("| strategy | coreset | seeds | " + " | ".join(cols) + " |")
@@ -287,7 +294,7 @@ def stage_table(out: Path) -> None:
             scale = 1 if c in ("avg_gap", "time_s") else 100
             cells.append(f"{v.mean() * scale:.1f} ± {v.std() * scale:.1f}" if len(v) else "-")
         div = f" ({len(rs) - len(ok)} diverged)" if len(ok) < len(rs) else ""
-        name = selector if selector in ("full", "-") else f"{selector} 10%"
+        name = selector if selector.startswith(("full", "-")) else f"{selector} 10%"
         print(f"| {strategy} | {name} | {len(ok)}{div} | " + " | ".join(cells) + " |")
 
 
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=HERE / "results.jsonl")
     p.add_argument("--sweep", type=Path, default=HERE / "sweep.jsonl")
+    p.add_argument("--table-sweep", action="store_true", help="table: the sweep's rows instead of the results")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
                    help="sweep only these (to split the sweep over processes)")
     args = p.parse_args(argv)
@@ -309,7 +317,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.stage == "run":
         stage_run(args.seeds, args.out, args.sweep)
     else:
-        stage_table(args.out if args.out.exists() else args.sweep)
+        if args.table_sweep:
+            stage_table([args.sweep], by_lr=True)
+        else:
+            stage_table(sorted(HERE.glob("results*.jsonl")))
 
 
 if __name__ == "__main__":
