@@ -245,8 +245,8 @@ def chosen_lrs(sweep: Path) -> dict[str, float]:
     return {s: best[s][1] for s in STRATEGIES if s in best}
 
 
-def stage_run(seeds: list[int], out: Path, sweep: Path) -> None:
-    lrs = chosen_lrs(sweep)
+def stage_run(seeds: list[int], out: Path, sweep: Path, strategies: tuple[str, ...]) -> None:
+    lrs = {s: lr for s, lr in chosen_lrs(sweep).items() if s in strategies}
     print("lr chosen on validation:", lrs, flush=True)
     for seed in seeds:
         data = splits(seed)
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweep", type=Path, default=HERE / "sweep.jsonl")
     p.add_argument("--table-sweep", action="store_true", help="table: the sweep's rows instead of the results")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES,
-                   help="sweep only these (to split the sweep over processes)")
+                   help="sweep / run only these (to split the work over processes)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     CACHE.mkdir(exist_ok=True)
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.stage == "sweep":
         stage_sweep(args.sweep, tuple(args.strategies))
     elif args.stage == "run":
-        stage_run(args.seeds, args.out, args.sweep)
+        stage_run(args.seeds, args.out, args.sweep, tuple(args.strategies))
     else:
         if args.table_sweep:
             stage_table([args.sweep], by_lr=True)
