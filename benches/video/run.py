@@ -275,7 +275,8 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def stage_table(paths: list[Path], *, by_lr: bool = False) -> None:
-    rows = [r for path in paths for r in read_rows(path)]
+    # the reference rows of a seed are in every file a process of that seed wrote; count them once
+    rows = list({tuple(r["key"]): r for path in paths for r in read_rows(path)}.values())
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
         selector = f"{r['selector']} lr {r['lr']:g}" if by_lr and r["lr"] is not None else r["selector"]
