@@ -128,6 +128,34 @@ def test_ray_dataset_source(local_ray):
     np.testing.assert_array_equal(sel.weights, counts)
 
 
+def _first_block_slow():
+    """A map_batches function whose first block finishes last (defined in a closure so Ray ships it by value:
+    the workers cannot import this test module)."""
+
+    def slow(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import time
+
+        if batch["i"][0] == 0:  # Ray Data's completion order is then not row order
+            time.sleep(1.0)
+        return {"data": batch["data"]}
+
+    return slow
+
+
+def test_ray_dataset_rows_keep_dataset_order_when_blocks_finish_out_of_order(local_ray):
+    """Regression (clean-clone CI 2026-12-01): a Dataset keeps the DataContext copied at its creation, so the
+    order flag has to be set on its own context; here the first block is the slowest and must stay rows 0.."""
+    ctx = ray.data.DataContext.get_current()
+    assert not ctx.execution_options.preserve_order  # the default the caller's dataset is created under
+    items = [{"i": i, "data": X[i]} for i in range(len(X))]
+    ds = ray.data.from_items(items, override_num_blocks=6).map_batches(_first_block_slow(), batch_size=None)
+    sel = select_distributed(ds, 10, "kcenter", partitions=3, seed=0, progress=False)
+    ids, value, _ = two_rounds_by_hand(X, 10, "kcenter", 3, seed=0)
+    np.testing.assert_array_equal(sel.indices, ids)
+    assert sel.objective == pytest.approx(value, rel=1e-9)
+    assert not ds.context.execution_options.preserve_order and not ctx.execution_options.preserve_order
+
+
 def test_bad_input_is_refused_before_work(local_ray, tmp_path):
     with pytest.raises(InvalidInputError, match="exceeds the number of samples"):
         select_distributed(X, 601, "kcenter", partitions=2, progress=False)

@@ -101,22 +101,22 @@ def extract_feature_shards(
     if not isinstance(model, torch.nn.Module) and not isinstance(model, Callable):  # type: ignore[arg-type]
         raise ErasusTypeError(f"model must be an nn.Module or a callable that builds one, got {type(model).__name__}")
     os.makedirs(out_dir, exist_ok=True)
-    ctx = ray.data.DataContext.get_current()
-    keep = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # rows keep dataset order, so shard p is a fixed row range
-    try:
+    from ._order import preserve_order
+
+    # rows keep dataset order, so shard p is a fixed row range; the flag must be set on the dataset's own
+    # context (copied when it was created), the global one does not reach its execution
+    with preserve_order(dataset):
         mapped = dataset.map_batches(
             _FeatureBatches, fn_constructor_kwargs={"model": model, "kind": kind, "column": column,
                                                     "label_column": label_column, "options": feature_options},
             batch_size=batch_size, batch_format="numpy", concurrency=concurrency, num_gpus=num_gpus,
         ).materialize()
-    finally:
-        ctx.execution_options.preserve_order = keep
-    n = mapped.count()
-    if shards > n:
-        raise InvalidInputError(f"shards = {shards} exceeds the number of rows n = {n}")
-    cuts = [p * n // shards for p in range(1, shards)]
-    save = ray.remote(num_cpus=0.5)(_save)
-    refs = [save.remote(os.path.join(os.fspath(out_dir), f"shard{p:05d}.npy"), *piece.to_numpy_refs(column="features"))
-            for p, piece in enumerate(mapped.split_at_indices(cuts))]
+        n = mapped.count()
+        if shards > n:
+            raise InvalidInputError(f"shards = {shards} exceeds the number of rows n = {n}")
+        cuts = [p * n // shards for p in range(1, shards)]
+        save = ray.remote(num_cpus=0.5)(_save)
+        refs = [save.remote(os.path.join(os.fspath(out_dir), f"shard{p:05d}.npy"),
+                            *piece.to_numpy_refs(column="features"))
+                for p, piece in enumerate(mapped.split_at_indices(cuts))]
     return list(ray.get(refs))

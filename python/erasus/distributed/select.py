@@ -136,26 +136,21 @@ def _dataset_partitions(ds: Any, partitions: int | None, *, column: str | None) 
         column = names[0]
     if column not in names:
         raise InvalidInputError(f"column {column!r} is not in the Ray Dataset's columns {names}")
-    import ray
+    from ._order import preserve_order
 
-    ctx = ray.data.DataContext.get_current()
-    keep = ctx.execution_options.preserve_order
-    # without it Ray Data may emit blocks in completion order, and global row i would depend on timing
-    ctx.execution_options.preserve_order = True
-    try:
+    # the dataset's own context (copied at its creation) decides the block order, not the global one
+    with preserve_order(ds):
         ds = ds.select_columns([column]).materialize()
-    finally:
-        ctx.execution_options.preserve_order = keep
-    n = ds.count()
-    if n == 0:
-        raise InvalidInputError("the Ray Dataset is empty")
-    m = 1 if partitions is None else partitions
-    if m > n:
-        raise InvalidInputError(f"partitions = {m} exceeds the number of rows n = {n}")
-    cuts = [lo for lo, _ in _bounds(n, m)][1:]
-    parts = []
-    for (lo, hi), split in zip(_bounds(n, m), ds.split_at_indices(cuts)):
-        parts.append(_Part("blocks", hi - lo, lo, array=split.to_numpy_refs(column=column)))
+        n = ds.count()
+        if n == 0:
+            raise InvalidInputError("the Ray Dataset is empty")
+        m = 1 if partitions is None else partitions
+        if m > n:
+            raise InvalidInputError(f"partitions = {m} exceeds the number of rows n = {n}")
+        cuts = [lo for lo, _ in _bounds(n, m)][1:]
+        parts = []
+        for (lo, hi), split in zip(_bounds(n, m), ds.split_at_indices(cuts)):
+            parts.append(_Part("blocks", hi - lo, lo, array=split.to_numpy_refs(column=column)))
     first = np.asarray(ds.take(1)[0][column])
     return parts, n, int(first.size), None
 
