@@ -151,7 +151,8 @@ def test_uce_coreset_weights_scale_the_erase_terms(wrapper):
 
 
 @pytest.mark.parametrize("options, match", [({"lamb": 0.0}, "lamb"), ({"guide": ["a", "b"]}, "guide"),
-                                            ({"preserve": "cat"}, "preserve")])
+                                            ({"preserve": "cat"}, "preserve"),
+                                            ({"token_span": "all"}, "token_span")])
 def test_uce_refuses_bad_options(wrapper, options, match):
     before = state_of(wrapper)
     with pytest.raises(InvalidInputError, match=match):
@@ -168,3 +169,63 @@ def test_unlearner_loads_a_saved_pipeline_folder(tiny_path):
                if not torch.equal(p, q)}
     assert changed and changed <= set(out.named_parameter_groups()["cross_attn"])
     assert {p: p.read_bytes() for p in sorted(tiny_path.rglob("*")) if p.is_file()} == files
+
+
+def _train_erase_reference(wrapper, w_old, erase, guide, preserve, *, lamb, erase_scale, preserve_scale):
+    """A float64 transcription of the paper-era official ``train-scripts/train_erase.py::edit_model``
+    (rohitgandikota/unified-concept-editing, technique 'replace'): per-row outer products, then mat1 @ inv(mat2)."""
+    tok = wrapper.tokenizer
+    w = np.asarray(w_old, dtype=np.float64)
+    mat1, mat2 = lamb * w, lamb * np.eye(w.shape[1])
+    for old_text, new_text in zip(erase, [guide] * len(erase)):
+        text_input = tok([old_text, new_text or " "], padding="max_length", max_length=tok.model_max_length,
+                         truncation=True, return_tensors="pt")
+        with torch.no_grad():
+            emb = wrapper.text_encoder(text_input.input_ids)[0].double().numpy()
+        fi, fn = int(text_input.attention_mask[0].sum()) - 2, int(text_input.attention_mask[1].sum()) - 2
+        far = max(fi, fn)
+        old_emb = emb[0][fi:len(emb[0]) - max(0, far - fi)]
+        new_emb = emb[1][fn:len(emb[1]) - max(0, far - fn)]
+        for k, v in zip(old_emb, new_emb @ w.T):
+            mat1 += erase_scale * np.outer(v, k)
+            mat2 += erase_scale * np.outer(k, k)
+    for text in preserve:
+        text_input = tok([text], padding="max_length", max_length=tok.model_max_length, truncation=True,
+                         return_tensors="pt")
+        with torch.no_grad():
+            emb = wrapper.text_encoder(text_input.input_ids)[0][0].double().numpy()
+        for k in emb:
+            mat1 += preserve_scale * np.outer(w @ k, k)
+            mat2 += preserve_scale * np.outer(k, k)
+    return mat1 @ np.linalg.inv(mat2)
+
+
+@pytest.mark.parametrize("retain, preserved", [(RETAIN, RETAIN), (None, [""])])
+def test_uce_to_end_span_matches_the_paper_era_official_edit(wrapper, retain, preserved):
+    before = {n: p.detach().clone() for n, p in wrapper.named_parameters()}
+    kw = {} if retain is None else {"retain_data": retain}
+    strategy = erasus.get_strategy("uce", token_span="to_end", lamb=0.5, preserve_scale=0.3)
+    out = strategy.unlearn(model=wrapper, forget_data=[*FORGET, "a dress"], **kw)
+    assert strategy.info_["preserved"] == preserved
+    kv = set(wrapper.named_parameter_groups()["cross_attn_kv"])
+    after = dict(out.named_parameters())
+    for name, old in before.items():
+        if name not in kv:
+            assert torch.equal(old, after[name]), name
+            continue
+        expected = _train_erase_reference(wrapper, old.numpy(), [*FORGET, "a dress"], "", preserved, lamb=0.5,
+                                          erase_scale=1.0, preserve_scale=0.3)
+        np.testing.assert_allclose(after[name].detach().double().numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(p, before[n]) for n, p in wrapper.named_parameters())
+
+
+def test_uce_to_end_span_weights_every_row_of_a_prompt_by_its_coreset_weight(wrapper):
+    prompts = ["a photo of a dress", "a coat"]
+    out = erasus.get_strategy("uce", token_span="to_end").unlearn(model=wrapper, forget_data=prompts,
+                                                                  weights=torch.tensor([3.0, 1.0]))
+    dup = erasus.get_strategy("uce", token_span="to_end").unlearn(
+        model=wrapper, forget_data=[prompts[0]] * 3 + [prompts[1]], erase_scale=0.5)
+    # weights (3, 1) normalised to mean 1 = (1.5, 0.5): the same system as prompt 0 thrice, prompt 1 once at scale 0.5
+    for name in wrapper.named_parameter_groups()["cross_attn_kv"]:
+        np.testing.assert_allclose(dict(out.named_parameters())[name].detach().numpy(),
+                                   dict(dup.named_parameters())[name].detach().numpy(), rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ from ...registry import register_strategy
 from ..base import Run
 from .common import DiffusionStrategy
 
-__all__ = ["UCE", "concept_embeddings", "uce_edit"]
+__all__ = ["UCE", "concept_embeddings", "full_embeddings", "span_embeddings", "uce_edit"]
 
 
 def concept_embeddings(model: Any, prompts: Sequence[str]) -> torch.Tensor:
@@ -24,6 +24,31 @@ def concept_embeddings(model: Any, prompts: Sequence[str]) -> torch.Tensor:
             mask = model.tokenize([prompt])["attention_mask"]
             out.append(model.encode_prompt([prompt])[0, int(mask.sum()) - 2])
     return torch.stack(out)
+
+
+def span_embeddings(model: Any, erase: Sequence[str], guides: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                      torch.Tensor]:
+    """Row-aligned erase / guide embeddings ``(n, D)`` and each row's forget-prompt index ``(n,)``, as the paper-era
+    official ``train-scripts/train_erase.py::edit_model`` takes them: every position from each prompt's last token
+    to the end of the padded sequence (the end-of-text and padding states, which a causal text encoder fills with
+    the whole prompt), cut to a common length when the erase and guide prompts' last tokens sit apart."""
+    rows_e, rows_g, owner = [], [], []
+    with torch.no_grad():
+        for i, (e, g) in enumerate(zip(erase, guides, strict=True)):
+            mask = model.tokenize([e, g])["attention_mask"]
+            emb = model.encode_prompt([e, g])
+            last_e, last_g = int(mask[0].sum()) - 2, int(mask[1].sum()) - 2
+            far, length = max(last_e, last_g), emb.shape[1]
+            rows_e.append(emb[0, last_e:length - (far - last_e)])
+            rows_g.append(emb[1, last_g:length - (far - last_g)])
+            owner += [i] * rows_e[-1].shape[0]
+    return torch.cat(rows_e), torch.cat(rows_g), torch.tensor(owner)
+
+
+def full_embeddings(model: Any, prompts: Sequence[str]) -> torch.Tensor:
+    """``(n * T, D)``: every position of each padded prompt (the paper-era official code's preserve terms)."""
+    with torch.no_grad():
+        return torch.cat([model.encode_prompt([p])[0] for p in prompts])
 
 
 def uce_edit(weight: torch.Tensor, erase: torch.Tensor, guide: torch.Tensor, preserve: torch.Tensor, *,
@@ -63,9 +88,16 @@ class UCE(DiffusionStrategy):
     ``rohitgandikota/unified-concept-editing`` ``trainscripts/uce_sd_erase.py``: ``lamb`` 0.5, ``erase_scale`` 1,
     ``preserve_scale`` 1, concept embeddings at the last token (:func:`concept_embeddings`). A projection's bias,
     if any (SD's have none), is kept. Coreset ``weights`` scale each erased concept's term (normalised to mean 1).
+
+    ``token_span="to_end"`` edits as the paper-era official ``train-scripts/train_erase.py`` (the code released with
+    the WACV paper) does instead: erase terms for every position from the last token to the end of the padded
+    sequence (:func:`span_embeddings`), preserve terms for every position of each preserved prompt
+    (:func:`full_embeddings`), and the empty prompt preserved when nothing else is. It matters where a concept
+    spans several tokens or the text encoder's end-of-text states carry it (a character-level tokenizer).
     """
 
-    defaults = {"guide": "", "preserve": (), "lamb": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0}
+    defaults = {"guide": "", "preserve": (), "lamb": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
+                "token_span": "last"}
     retain = "optional"
     gradient_based = False
 
@@ -81,17 +113,25 @@ class UCE(DiffusionStrategy):
                 raise InvalidInputError(f"{key} must be a non-negative number, got {value!r}")
         if not opts["lamb"] > 0:
             raise InvalidInputError("lamb must be positive: it keeps the edit's linear system invertible")
+        if opts["token_span"] not in ("last", "to_end"):
+            raise InvalidInputError(f"token_span must be 'last' or 'to_end', got {opts['token_span']!r}")
 
     def _unlearn(self, model: Any, run: Run, *, guide: Any, preserve: Sequence[str], lamb: float,
-                 erase_scale: float, preserve_scale: float) -> Any:
+                 erase_scale: float, preserve_scale: float, token_span: str) -> Any:
         erase = self.forget_prompts(run)
         guides = [guide] * len(erase) if isinstance(guide, str) else list(guide)
         if len(guides) != len(erase):
             raise InvalidInputError(f"guide has {len(guides)} prompts but there are {len(erase)} forget prompts")
         kept = list(dict.fromkeys([*self.retain_prompts(run), *preserve]))
-        c_e, c_g = concept_embeddings(model, erase), concept_embeddings(model, guides)
         scale = None if run.weights is None else run.weights / run.weights.mean()
-        c_p = concept_embeddings(model, kept) if kept else c_e.new_zeros((0, c_e.shape[1]))
+        if token_span == "last":
+            c_e, c_g = concept_embeddings(model, erase), concept_embeddings(model, guides)
+            c_p = concept_embeddings(model, kept) if kept else c_e.new_zeros((0, c_e.shape[1]))
+        else:
+            c_e, c_g, owner = span_embeddings(model, erase, guides)
+            scale = None if scale is None else scale[owner]
+            kept = kept or [""]  # the official code preserves the empty prompt when given nothing to preserve
+            c_p = full_embeddings(model, kept)
         names = model.named_parameter_groups()["cross_attn_kv"]
         params = dict(model.named_parameters())
         edited = 0
@@ -103,5 +143,6 @@ class UCE(DiffusionStrategy):
                 p.copy_(uce_edit(p, c_e.to(p), c_g.to(p), c_p.to(p), lamb=lamb, erase_scale=erase_scale,
                                  preserve_scale=preserve_scale, erase_weights=scale))
                 edited += 1
-        self.info_ = {"edited_projections": edited, "erased": erase, "guides": guides, "preserved": kept}
+        self.info_ = {"edited_projections": edited, "erased": erase, "guides": guides, "preserved": kept,
+                      "token_span": token_span, "erase_rows": int(c_e.shape[0])}
         return model
