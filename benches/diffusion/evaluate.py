@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, FMNIST_NAMES, TEMPLATES, Classifier, fmnist  # noqa: E402
+from common import CACHE, FMNIST_NAMES, TEMPLATES, Classifier, clip_processor, fmnist  # noqa: E402
 
-from erasus.metrics.generation import (concept_accuracy, frechet_distance_from_features,  # noqa: E402
+from erasus.metrics.generation import (clip_score, concept_accuracy, frechet_distance_from_features,  # noqa: E402
                                        generate_images, generation_distance, kernel_inception_distance)
 
 SEEDS = (0, 1, 2)
@@ -30,6 +30,29 @@ def load_classifier() -> tuple[Classifier, list[int]]:
     clf = Classifier(len(st["classes"]))
     clf.load_state_dict(st["state"])
     return clf.eval(), st["classes"]
+
+
+_CLIP: list = []
+
+
+def load_clip():
+    """The run's tiny CLIP (``train.py clip``) and its processor, loaded once."""
+    if not _CLIP:
+        from transformers import CLIPModel
+
+        _CLIP.extend([CLIPModel.from_pretrained(str(CACHE / "clip")).eval(), clip_processor()])
+    return _CLIP[0], _CLIP[1]
+
+
+def clip_score_of(images: torch.Tensor, prompts: list[str]) -> float:
+    """erasus' CLIP score (``100 * max(cos, 0)`` averaged) of generated images against their prompts."""
+    clip, proc = load_clip()
+    inputs = proc(text=prompts, images=list(images))
+    with torch.no_grad():
+        v = clip.get_image_features(pixel_values=inputs["pixel_values"])
+        t = clip.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    v, t = (getattr(o, "pooler_output", o) for o in (v, t))
+    return clip_score(v, t)
 
 
 def load_wrapper(folder: Path):
@@ -78,7 +101,8 @@ def evaluate(model, *, forget: int, original_images: dict | None = None, real_fe
             lf, lr = clf(xf), clf(xr)
             row = {"seed": s, "erasure_accuracy": concept_accuracy(lf, fidx),
                    "retained_accuracy": concept_accuracy(lr, torch.tensor(labels)),
-                   "forget_prediction_share": np.bincount(lf.argmax(1).numpy(), minlength=len(classes)).tolist()}
+                   "forget_prediction_share": np.bincount(lf.argmax(1).numpy(), minlength=len(classes)).tolist(),
+                   "forget_clip_score": clip_score_of(xf, fp), "retain_clip_score": clip_score_of(xr, rp)}
             fr = clf.features(xr)
             gen_feats.append(fr.numpy())
             if original_images is not None:
@@ -89,7 +113,8 @@ def evaluate(model, *, forget: int, original_images: dict | None = None, real_fe
     g = np.concatenate(gen_feats)
     out = {"per_seed": per_seed, "fid": frechet_distance_from_features(g, real_features),
            **kernel_inception_distance(g, real_features, num_subsets=50, max_subset_size=len(g), seed=0)}
-    for key in ("erasure_accuracy", "retained_accuracy", "retain_pixel_l2", "retain_feature_l2"):
+    for key in ("erasure_accuracy", "retained_accuracy", "retain_pixel_l2", "retain_feature_l2", "forget_clip_score",
+                "retain_clip_score"):
         vals = [r[key] for r in per_seed if key in r]
         if vals:
             out[key] = float(np.mean(vals))

@@ -1,4 +1,5 @@
-"""Print the RESULTS.md tables from ``results/*.json``: ``python benches/diffusion/table.py``."""
+"""Print the RESULTS.md table from ``results/*.json``: ``python benches/diffusion/table.py`` (rows in run.py's
+config order)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import CACHE  # noqa: E402
-
-_TAG = "" if CACHE.name == ".cache" else CACHE.name.removeprefix(".cache")
-ORDER = ["original", "oracle", "esd_x", "esd_u", "uce", "concept_ablation", "salun", "ga",
-         "salun_coreset_random", "salun_coreset_kcenter", "salun_coreset_craig",
-         "ga_coreset_random", "ga_coreset_kcenter", "ga_coreset_craig"]
+from run import RESULTS, configs  # noqa: E402
 
 
 def pct(r: dict, key: str) -> str:
@@ -22,20 +18,24 @@ def pct(r: dict, key: str) -> str:
     return f"{100 * r[key]:.1f} ± {100 * r[f'{key}_std']:.1f}"
 
 
+def num(r: dict, key: str, fmt: str = ".2f") -> str:
+    return format(r[key], fmt) if key in r else "-"
+
+
 def main() -> None:
-    rows = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / f"results{_TAG}").glob("*.json"))}
-    print("| config | erasure acc. (%) | retained acc. (%) | FID | KID | retain pixel L2 | retain feat. L2 "
-          "| n forget | unlearn s | load (1-min avg) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in [n for n in ORDER if n in rows] + sorted(set(rows) - set(ORDER)):
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    order = [n for n, _ in configs()]
+    print("| config | erasure acc. (%) | retained acc. (%) | CLIP forget | CLIP retain | FID | KID | retain pixel L2 "
+          "| retain feat. L2 | n forget | unlearn s | load (1-min avg) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in [n for n in order if n in rows] + sorted(set(rows) - set(order)):
         r = rows[name]
-        l2 = f"{r['retain_pixel_l2']:.2f}" if "retain_pixel_l2" in r else "-"
-        fl2 = f"{r['retain_feature_l2']:.2f}" if "retain_feature_l2" in r else "-"
         t = f"{r['unlearn_s']:.0f}" if "unlearn_s" in r else "-"
         ld = r["load_before"].split("load average:")[-1].split(",")[0].strip()
-        print(f"| {name} | {pct(r, 'erasure_accuracy')} | {pct(r, 'retained_accuracy')} | {r['fid']:.2f} | "
-              f"{r['kid']:.1f} ± {r['kid_std']:.1f} | {l2} | {fl2} | {r.get('n_forget', '-')} | {t} | "
-              f"{ld} |")
+        print(f"| {name} | {pct(r, 'erasure_accuracy')} | {pct(r, 'retained_accuracy')} | "
+              f"{num(r, 'forget_clip_score', '.1f')} | {num(r, 'retain_clip_score', '.1f')} | {r['fid']:.2f} | "
+              f"{r['kid']:.1f} ± {r['kid_std']:.1f} | {num(r, 'retain_pixel_l2')} | {num(r, 'retain_feature_l2')} | "
+              f"{r.get('n_forget', '-')} | {t} | {ld} |")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 * ``classifier``: the judge of samples (and the FID/KID feature extractor), a CNN on the chosen classes;
 * ``original``: the text-conditioned pixel-space diffusion model on every chosen class;
-* ``oracle``: the same recipe without the forget class (the retrained-from-scratch reference).
+* ``oracle``: the same recipe without the forget class (the retrained-from-scratch reference);
+* ``clip``: a tiny ``transformers.CLIPModel`` trained contrastively (CLIP's symmetric InfoNCE, Radford et al. 2021)
+  on the captioned images, for the run's CLIP score.
 
     OMP_NUM_THREADS=1 python benches/diffusion/train.py classifier
     OMP_NUM_THREADS=1 python benches/diffusion/train.py original   # and `oracle`, in parallel if cores allow
@@ -26,7 +28,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # default classes t-shirt, trouser, dress, sneaker, bag (distinct enough for a 16x16 judge); forget dress
-from common import CACHE, CLASSES, FMNIST_NAMES, FORGET, TEMPLATES, Classifier, build_pipeline, encode, fmnist  # noqa: E402,E501
+from common import (CACHE, CLASSES, FMNIST_NAMES, FORGET, TEMPLATES, Classifier, build_clip, build_pipeline,  # noqa: E402
+                    clip_processor, encode, fmnist)
 
 
 def train_classifier(*, classes=CLASSES, epochs: int = 2, seed: int = 0) -> None:
@@ -52,6 +55,40 @@ def train_classifier(*, classes=CLASSES, epochs: int = 2, seed: int = 0) -> None
         print(f"classifier epoch {ep} test acc {acc:.4f}", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save({"state": clf.state_dict(), "classes": list(classes), "test_acc": acc}, out)
+
+
+def train_clip(*, classes=CLASSES, steps: int = 300, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> None:
+    """A tiny CLIP on (image, caption) pairs of the chosen classes, saved with ``save_pretrained``; a batch holds
+    distinct classes' captions as negatives, as CLIP's contrastive loss needs (duplicate captions are masked as
+    positives, since two images of one class under one template are not negatives of each other)."""
+    out = CACHE / "clip"
+    if (out / "config.json").exists():
+        print("clip cached", out)
+        return
+    torch.manual_seed(seed)
+    clip = build_clip()
+    proc = clip_processor()
+    x, y = fmnist(classes, split="train")
+    names = [FMNIST_NAMES[c] for c in classes]
+    opt = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    for step in range(steps):
+        b = torch.randint(0, len(x), (batch,))
+        tpl = torch.randint(0, len(TEMPLATES), (batch,))
+        captions = [TEMPLATES[int(t)].format(names[int(c)]) for t, c in zip(tpl, y[b])]
+        inputs = proc(text=captions, images=list(x[b]))
+        logits = clip(**inputs).logits_per_image
+        same = torch.tensor([[a == c for c in captions] for a in captions], dtype=torch.float32)
+        target = same / same.sum(1, keepdim=True)
+        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if (step + 1) % 50 == 0:
+            print(f"clip step {step + 1}/{steps} loss {loss.item():.4f}", flush=True)
+    clip.save_pretrained(str(out))
+    print("clip saved", out, flush=True)
 
 
 def train_diffusion(name: str, *, classes, steps: int, batch: int, lr: float, seed: int = 0,
@@ -138,7 +175,7 @@ def train_diffusion(name: str, *, classes, steps: int, batch: int, lr: float, se
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["classifier", "original", "oracle"])
+    ap.add_argument("what", choices=["classifier", "clip", "original", "oracle"])
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -147,6 +184,8 @@ def main() -> None:
     torch.set_num_threads(1)
     if a.what == "classifier":
         train_classifier()
+    elif a.what == "clip":
+        train_clip()
     elif a.what == "original":
         train_diffusion("original", classes=CLASSES, steps=a.steps, batch=a.batch, lr=a.lr,
                         max_minutes=a.max_minutes)
