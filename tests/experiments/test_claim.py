@@ -89,3 +89,53 @@ def test_a_diverged_run_is_recorded_not_fatal():
     assert "became" in full["diverged"] and full["avg_gap"] is None
     (s, _) = summarize(res["rows"])
     assert s["diverged"] == 1 and "avg_gap" not in s
+
+
+def test_until_stops_each_run_at_the_target_and_records_where(tmp_path):
+    # the rule is the call shape as config data; the row's forget accuracy (MetricSuite over the whole
+    # forget set) is an independent evaluation of the model the run stopped with
+    cfg = ClaimConfig(strategies=("gradient_ascent",), selectors=("random",), fractions=(0.2,), train_epochs=3,
+                      until={"metric": "forget_accuracy", "below": 0.5, "every": 5}, until_steps=200)
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert ClaimConfig.from_yaml(tmp_path / "c.yaml") == cfg
+    res = run_claim(cfg)
+    full, coreset = res["rows"]
+    original = next(r for r in res["reference"] if r["strategy"] == "original")
+    assert original["forget_acc"] > 0.5  # the target needs unlearning
+    assert full["until_reached"] and 0 < full["until_step"] <= 200 and full["until_step"] % 5 == 0
+    for row in (full, coreset):
+        assert row["until_value"] == pytest.approx(row["forget_acc"], abs=1e-12)
+        if row["until_reached"]:
+            assert row["forget_acc"] < 0.5
+        else:
+            assert row["until_step"] == 200 and row["forget_acc"] >= 0.5
+
+
+def test_until_avg_gap_to_the_retrained_oracle_is_the_rows_avg_gap():
+    cfg = ClaimConfig(strategies=("grad_diff",), selectors=("random",), fractions=(0.5,), train_epochs=3,
+                      until={"avg_gap_to": "retrained", "below": 0.0, "every": 10}, until_steps=20)
+    res = run_claim(cfg)
+    for row in res["rows"]:  # an unreachable target: every run runs to the cap, probing the experiment's splits
+        assert not row["until_reached"] and row["until_step"] == 20
+        assert row["until_value"] == pytest.approx(100 * row["avg_gap"], abs=1e-9)
+
+
+def test_bad_until_fails_before_any_training(monkeypatch):
+    import erasus.experiments.claim as claim
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a model before checking the until rule")
+
+    monkeypatch.setattr(claim, "train_classifier", no_training)
+    with pytest.raises(erasus.ConfigError, match="neither a registered metric"):
+        run_claim(ClaimConfig(until={"metric": "forget_acc", "below": 0.1}, train_epochs=1))
+    with pytest.raises(erasus.ConfigError, match="exactly one of 'below' or 'above'"):
+        run_claim(ClaimConfig(until={"metric": "forget_accuracy"}, train_epochs=1))
+    with pytest.raises(erasus.ConfigError, match="must be 'retrained'"):
+        ClaimConfig(until={"avg_gap_to": "oracle.pt", "below": 1.0})
+    with pytest.raises(erasus.ConfigError, match=r"may not name \['data'\]"):
+        ClaimConfig(until={"metric": "forget_accuracy", "below": 0.1, "data": "x.npz"})
+    with pytest.raises(erasus.ConfigError, match="until_steps must be a positive integer"):
+        ClaimConfig(until={"metric": "forget_accuracy", "below": 0.1}, until_steps=0)
+    with pytest.raises(erasus.ConfigError, match="only apply with ClaimConfig.until"):
+        ClaimConfig(until_steps=10)

@@ -9,10 +9,13 @@ features and for selection, as a user would pay them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping
 
@@ -21,7 +24,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..config import Config
-from ..errors import ConfigError, NonFiniteError
+from ..errors import ConfigError, NonFiniteError, TargetNotReachedWarning
 from ..metrics import MetricSuite, train_classifier
 from ..metrics.gap import avg_gap
 from ..registry import SELECTORS, STRATEGIES, get_selector
@@ -77,6 +80,16 @@ class ClaimConfig(Config):
     #: the recipe (Adam) that trains the original model and the retrained oracle
     train_lr: float = 3e-3
     train_batch_size: int = 64
+    #: "unlearn until" (issue 19): a stopping rule of :mod:`erasus.strategies.until` applied to every run, full set
+    #: and coresets alike, e.g. ``{"metric": "forget_accuracy", "below": 0.05}`` or ``{"avg_gap_to": "retrained",
+    #: "below": 2.0}`` (``"retrained"`` names the oracle this experiment retrains). The probe is the whole forget
+    #: set, the retain set and (for Avg. Gap) the test set, each cut to ``until_probe`` samples when set; the
+    #: splits are the experiment's, so a rule may not name ``data`` / ``retain`` / ``test`` / ``reference_model``.
+    until: dict[str, Any] | None = None
+    #: the step cap of an ``until`` run (``None``: the strategy's own budget, e.g. ``default_epochs``)
+    until_steps: int | None = None
+    #: samples per split in the ``until`` probe, drawn with the seed (``None``: the whole splits)
+    until_probe: int | None = None
 
     def __post_init__(self) -> None:
         check_dataset_spec(self.dataset)
@@ -92,6 +105,23 @@ class ClaimConfig(Config):
         for f in self.fractions:
             if not 0 < f <= 1:
                 raise ConfigError(f"ClaimConfig.fractions must lie in (0, 1], got {f}")
+        if self.until is not None:
+            if not isinstance(self.until, dict):
+                raise ConfigError(f"ClaimConfig.until must be a mapping such as {{'metric': 'forget_accuracy', "
+                                  f"'below': 0.05}}, got {type(self.until).__name__}")
+            given = sorted(set(self.until) & {"data", "retain", "test", "reference_model"})
+            if given:
+                raise ConfigError(f"ClaimConfig.until may not name {given}: the experiment probes its own forget, "
+                                  "retain and test splits and its retrained oracle")
+            if "avg_gap_to" in self.until and self.until["avg_gap_to"] != "retrained":
+                raise ConfigError("ClaimConfig.until['avg_gap_to'] must be 'retrained' (the oracle this experiment "
+                                  f"retrains), got {self.until['avg_gap_to']!r}")
+        for name in ("until_steps", "until_probe"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ConfigError(f"ClaimConfig.{name} must be a positive integer or null, got {value!r}")
+        if self.until is None and (self.until_steps is not None or self.until_probe is not None):
+            raise ConfigError("ClaimConfig.until_steps / until_probe only apply with ClaimConfig.until")
         known_strategies, known_selectors = STRATEGIES.names(), SELECTORS.names()
         for s in self.strategies:
             if s not in known_strategies:
@@ -150,6 +180,46 @@ def _split_forget(cfg: ClaimConfig, y: torch.Tensor, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=max(1, int(round(cfg.forget_fraction * n))), replace=False))
 
 
+def _until_rule(cfg: ClaimConfig, data: Mapping[str, Any], oracle: torch.nn.Module,
+                seed: int) -> dict[str, Any] | None:
+    """The config's ``until`` with the experiment's probe splits and (for ``avg_gap_to``) its oracle filled in."""
+    if cfg.until is None:
+        return None
+    rng = np.random.default_rng(20_000 + seed)
+
+    def probe(ds: TensorDataset) -> TensorDataset:
+        if cfg.until_probe is None or cfg.until_probe >= len(ds):
+            return ds
+        idx = np.sort(rng.choice(len(ds), size=cfg.until_probe, replace=False))
+        return TensorDataset(*(t[idx] for t in ds.tensors))
+
+    rule: dict[str, Any] = {**cfg.until, "data": probe(data["forget"]), "retain": probe(data["retain"])}
+    if "avg_gap_to" in rule:
+        rule["avg_gap_to"] = oracle
+    if "avg_gap_to" in rule or "test" in str(rule.get("metric", "")):
+        rule["test"] = probe(data["test"])
+    return rule
+
+
+def _check_until(cfg: ClaimConfig, model: torch.nn.Module, data: Mapping[str, Any], seed: int) -> None:
+    """Parse the ``until`` rule against the real splits before any training, so a bad rule costs nothing."""
+    from ..strategies.until import StoppingRule
+    from ..metrics.outputs import resolve_task
+
+    rule = _until_rule(cfg, data, model, seed)
+    if rule is not None:
+        StoppingRule(rule, task=resolve_task(model, data["forget"], None), forget=data["forget"], retain=data["retain"])
+
+
+def _until_fields(un: ErasusUnlearner) -> dict[str, Any]:
+    """What an ``until`` run adds to its row: whether the target was met, at which step, and the probe's value."""
+    outcome = un.history_.until
+    if outcome is None:
+        return {}
+    return {"until_reached": bool(outcome["reached"]), "until_step": int(outcome["step"]),
+            "until_value": float(outcome["value"])}
+
+
 def _scores(suite: MetricSuite, model: torch.nn.Module, data: Mapping[str, Any]) -> dict[str, float]:
     out = suite.run(model, forget=data["forget"], retain=data["retain"], test=data["test"])
     return {k: float(out[k]) for k in GAP_KEYS}
@@ -160,6 +230,14 @@ def _row(base: dict[str, Any], scores: Mapping[str, float], ref: Mapping[str, fl
     row.update(forget_acc=scores["forget_accuracy"], retain_acc=scores["retain_accuracy"],
                test_acc=scores["test_accuracy"], mia=scores["mia_efficacy"], avg_gap=avg_gap(scores, ref, keys=GAP_KEYS))
     return row
+
+
+@contextlib.contextmanager
+def _quiet_cap() -> Iterator[None]:
+    """A run that hits its cap is a result (``until_reached`` False in its row), not a warning per run."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TargetNotReachedWarning)
+        yield
 
 
 def _diverged(base: dict[str, Any], exc: Exception) -> dict[str, Any]:
@@ -232,7 +310,7 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
         def fresh() -> torch.nn.Module:
             return _fresh_model(cfg, seed=seed, classes=classes, x=xtr)
 
-        fresh()  # a model that does not fit the data fails here, before any training
+        _check_until(cfg, fresh(), data, seed)  # a model or rule that does not fit the data fails before training
 
         t0 = time.perf_counter()
         original = train_classifier(fresh(), TensorDataset(xtr, ytr), **recipe)
@@ -244,6 +322,8 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
             f"(forget {len(forget_idx)}, retain {len(keep)}, test {len(yte)})")
         if export_dir is not None and seed == cfg.seeds[0]:
             _export(Path(export_dir), original, oracle, data)
+        until = _until_rule(cfg, data, oracle, seed)
+        budget = {} if until is None else {"until": until, "steps": cfg.until_steps}
         suite = MetricSuite(["accuracy", "mia_efficacy"])
         ref = _scores(suite, oracle, data)
         base = {"scenario": cfg.scenario, "dataset": cfg.dataset, "seed": seed}
@@ -274,13 +354,15 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
             full = ErasusUnlearner(original, strategy=strategy, selector="full", seed=seed, **options)
             full_base = {**base, "strategy": strategy, "selector": "full", "fraction": 1.0}
             try:
-                full.fit(data["forget"], data["retain"], prune_ratio=1.0, progress=False)
+                with _quiet_cap():
+                    full.fit(data["forget"], data["retain"], prune_ratio=1.0, progress=False, **budget)
             except NonFiniteError as exc:
                 full_s = None
                 rows.append(_diverged(full_base, exc))
             else:
                 full_s = full.timings_["total_s"]
-                rows.append(_row({**full_base, "time_s": full_s, "speedup": 1.0}, _scores(suite, full.model_, data), ref))
+                rows.append(_row({**full_base, "time_s": full_s, "speedup": 1.0, **_until_fields(full)},
+                                 _scores(suite, full.model_, data), ref))
             for frac in cfg.fractions:
                 if frac >= 1.0:
                     continue
@@ -290,14 +372,16 @@ def _run_claim(cfg: ClaimConfig, *, log: Callable[[str], None],
                     feats, feat_s = (None, 0.0) if is_context or name not in kinds else features[kinds[name]]
                     run_base = {**base, "strategy": strategy, "selector": name, "fraction": frac}
                     try:
-                        un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False)
+                        with _quiet_cap():
+                            un.fit(data["forget"], data["retain"], prune_ratio=frac, features=feats, progress=False,
+                                   **budget)
                     except NonFiniteError as exc:
                         rows.append(_diverged(run_base, exc))
                         continue
                     total = un.timings_["total_s"] + feat_s
                     speedup = full_s / total if full_s is not None and total > 0 else None
-                    rows.append(_row({**run_base, "time_s": total, "speedup": speedup}, _scores(suite, un.model_, data),
-                                     ref))
+                    rows.append(_row({**run_base, "time_s": total, "speedup": speedup, **_until_fields(un)},
+                                     _scores(suite, un.model_, data), ref))
                     if seed == cfg.seeds[0] and strategy == cfg.strategies[0] and un.selection_ is not None:
                         selections[f"{name} {frac:.0%}"] = un.selection_.indices
             log(f"seed {seed}: {strategy} done")
