@@ -139,3 +139,15 @@ def test_bad_until_fails_before_any_training(monkeypatch):
         ClaimConfig(until={"metric": "forget_accuracy", "below": 0.1}, until_steps=0)
     with pytest.raises(erasus.ConfigError, match="only apply with ClaimConfig.until"):
         ClaimConfig(until_steps=10)
+
+
+def test_every_shipped_claim_config_parses():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("claim_*.yaml"))
+    assert any(p.name == "claim_digits_until.yaml" for p in configs)
+    for path in configs:
+        cfg = ClaimConfig.from_yaml(path)
+        assert ClaimConfig.from_dict(cfg.to_dict()) == cfg
+    assert ClaimConfig.from_yaml(configs[[p.name for p in configs].index("claim_digits_until.yaml")]).until == {
+        "avg_gap_to": "retrained", "below": 2.0, "every": 5}
