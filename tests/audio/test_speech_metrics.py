@@ -93,3 +93,55 @@ def test_loss_mia_on_per_utterance_losses_matches_a_brute_force_auc(memorised, p
     # AUC of the score -loss: P(member scores higher) + 0.5 P(tie)
     auc = np.mean([(a < b) + 0.5 * (a == b) for a in lm for b in ln])
     assert got["mia_loss_auc"] == pytest.approx(auc, abs=1e-6)
+
+
+def _cosine_to_centroid(e, r):
+    """Hand computation in numpy float64: mean_i cos(e_i, mean_j r_j / ||r_j||)."""
+    e, r = np.asarray(e, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    c = (r / np.linalg.norm(r, axis=1, keepdims=True)).mean(0)
+    return float(np.mean(e @ c / (np.linalg.norm(e, axis=1) * np.linalg.norm(c))))
+
+
+def test_registered_speaker_similarity_with_the_models_own_encoder_matches_a_hand_computation(memorised):
+    model, forget, retain = memorised
+    enrol = retain[:2]
+
+    def pooled(items):  # Whisper's last encoder state, mean over frames, one clip at a time
+        with torch.no_grad():
+            return np.stack([model.get_encoder()(input_features=d["input_features"][None]).last_hidden_state[0]
+                             .mean(0).double().numpy() for d in items])
+
+    assert "speaker_similarity" in erasus.list_metrics()
+    got = erasus.get_metric("speaker_similarity").compute(model, forget=forget, test=retain[2:], reference=enrol)
+    assert set(got) == {"forget_speaker_similarity", "test_speaker_similarity"}
+    assert got["forget_speaker_similarity"] == pytest.approx(_cosine_to_centroid(pooled(forget), pooled(enrol)), abs=1e-5)
+    assert got["test_speaker_similarity"] == pytest.approx(_cosine_to_centroid(pooled(retain[2:]), pooled(enrol)), abs=1e-5)
+
+
+def test_speaker_similarity_with_a_supplied_encoder_embeds_each_batch_through_it(memorised):
+    model, forget, retain = memorised
+    calls = []
+
+    def encoder(m, batch):  # a stand-in speaker encoder: the clip's mean log-mel spectrum per bin
+        calls.append(m)
+        return batch["input_features"].mean(-1)
+
+    spectra = lambda items: np.stack([d["input_features"].double().mean(-1).numpy() for d in items])  # noqa: E731
+    got = erasus.get_metric("speaker_similarity", encoder=encoder, batch_size=2).compute(
+        model, retain=retain, reference=forget)
+    assert got["retain_speaker_similarity"] == pytest.approx(_cosine_to_centroid(spectra(retain), spectra(forget)),
+                                                             abs=1e-6)
+    assert calls and all(m is model for m in calls)
+
+
+def test_speaker_similarity_refuses_bad_input_before_any_work(memorised):
+    model, forget, retain = memorised
+    with pytest.raises(InvalidInputError, match="pass reference="):
+        erasus.get_metric("speaker_similarity").compute(model, forget=forget)
+    with pytest.raises(InvalidInputError, match="at least one of"):
+        erasus.get_metric("speaker_similarity").compute(model, reference=forget)
+    with pytest.raises(ErasusTypeError, match="callable"):
+        erasus.get_metric("speaker_similarity", encoder="ecapa")
+    with pytest.raises(InvalidInputError, match=r"expected \(batch, d\)"):
+        erasus.get_metric("speaker_similarity", encoder=lambda m, b: b["input_features"]).compute(
+            model, forget=forget, reference=retain)

@@ -45,7 +45,7 @@ from .mia_loss import LossMIAMetric
 from .mia_threshold import MIAConfidenceMetric, MIAModifiedEntropyMetric
 from .outputs import Outputs, collect_outputs, output_cache
 from .relearn import AnamnesisIndexMetric, RelearnTimeMetric, relearn_time
-from .speech import CERMetric, WERMetric
+from .speech import CERMetric, SpeakerSimilarityMetric, WERMetric
 from .streisand import StreisandMetric
 from .suite import DEFAULT_METRICS, MetricSuite
 from .tow import ToWMetric
@@ -116,6 +116,7 @@ __all__ = [
     "RelearnTimeMetric",
     "WERMetric",
     "CERMetric",
+    "SpeakerSimilarityMetric",
     "SpeedupMetric",
     "StreisandMetric",
     "ToWMetric",

@@ -9,11 +9,12 @@ them to the function. ``inputs`` names the data sets a metric takes, in position
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..errors import InvalidInputError
 
-__all__ = ["Metric", "GROUPS"]
+__all__ = ["Metric", "SplitMetric", "GROUPS"]
 
 #: the specification's section-6 families, in the order ``erasus list metrics`` prints them
 GROUPS = ("forgetting", "utility", "efficiency", "privacy")
@@ -58,3 +59,33 @@ class Metric(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(task={self.task!r}, batch_size={self.batch_size})"
+
+
+class SplitMetric(Metric):
+    """A metric reported on each split given (``forget=``, ``retain=``, ``test=``) as ``{split}_{key}``.
+
+    The default :meth:`_split_value` is a classifier score ``fn(logits, labels)``; metrics that read a split
+    differently (transcripts, a reference model's outputs, embeddings) override it and keep this loop.
+    Keyword arguments of :meth:`compute` reach :meth:`_split_value` unchanged.
+    """
+
+    inputs = ("forget", "retain", "test")
+    key: ClassVar[str] = ""
+    fn: ClassVar[Callable[..., float]]
+
+    def _value(self, logits: Any, labels: Any) -> float:
+        return type(self).fn(logits, labels)
+
+    def _split_value(self, model: Any, data: Any, **kwargs: Any) -> float:
+        from .outputs import class_outputs
+
+        logits, labels = class_outputs(self._collect(model, data), metric=self.key)
+        return self._value(logits, labels)
+
+    def compute(self, model: Any, forget: Any = None, retain: Any = None, test: Any = None, **kwargs: Any
+                ) -> dict[str, float]:
+        splits = {"forget": forget, "retain": retain, "test": test}
+        if all(v is None for v in splits.values()):
+            raise InvalidInputError(f"{self.key} needs at least one of forget=, retain=, test=")
+        return {f"{split}_{self.key}": self._split_value(model, data, **kwargs)
+                for split, data in splits.items() if data is not None}

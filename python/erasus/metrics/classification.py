@@ -15,7 +15,7 @@ Definitions (``M`` the ``C x C`` confusion matrix, rows = true class, columns = 
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +23,7 @@ from scipy.stats import rankdata
 
 from ..errors import InvalidInputError
 from ..registry import register_metric
-from .base import Metric
-from .outputs import class_outputs
+from .base import SplitMetric
 
 __all__ = [
     "confusion_matrix",
@@ -114,29 +113,6 @@ def macro_auroc(logits: Any, labels: Any) -> float:
     if not aucs:
         raise InvalidInputError("macro_auroc needs at least two classes present in labels")
     return float(np.mean(aucs))
-
-
-class SplitMetric(Metric):
-    """A metric ``fn(logits, labels)`` reported on each split given, as ``{split}_{key}``."""
-
-    inputs = ("forget", "retain", "test")
-    key: ClassVar[str] = ""
-    fn: ClassVar[Callable[..., float]]
-
-    def _value(self, logits: torch.Tensor, labels: torch.Tensor) -> float:
-        return type(self).fn(logits, labels)
-
-    def compute(self, model: torch.nn.Module, forget: Any = None, retain: Any = None, test: Any = None
-                ) -> dict[str, float]:
-        splits = {"forget": forget, "retain": retain, "test": test}
-        if all(v is None for v in splits.values()):
-            raise InvalidInputError(f"{self.key} needs at least one of forget=, retain=, test=")
-        out = {}
-        for split, data in splits.items():
-            if data is not None:
-                logits, labels = class_outputs(self._collect(model, data), metric=self.key)
-                out[f"{split}_{self.key}"] = self._value(logits, labels)
-        return out
 
 
 @register_metric("f1")

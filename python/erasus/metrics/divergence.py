@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ..registry import register_metric
-from .base import Metric
+from .base import SplitMetric
 
 __all__ = ["js_divergence", "kl_divergence", "activation_distance", "JSDivergenceMetric", "KLDivergenceMetric",
            "ActivationDistanceMetric"]
@@ -57,11 +57,9 @@ def activation_distance(p: Any, q: Any) -> torch.Tensor:
     return torch.linalg.vector_norm(p - q, dim=1)
 
 
-class _OutputDistance(Metric):
-    inputs = ("forget", "retain", "test")
+class _OutputDistance(SplitMetric):
     needs_reference = True
     group = "forgetting"
-    key = ""
 
     @abc.abstractmethod
     def _distance(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -71,17 +69,12 @@ class _OutputDistance(Metric):
                 reference_model: torch.nn.Module) -> dict[str, float]:
         if reference_model is None:
             raise InvalidInputError(f"{self.key} compares with the retrained model: pass reference_model=")
-        splits = {"forget": forget, "retain": retain, "test": test}
-        if all(v is None for v in splits.values()):
-            raise InvalidInputError(f"{self.key} needs at least one of forget=, retain=, test=")
-        out = {}
-        for split, data in splits.items():
-            if data is None:
-                continue
-            p = torch.softmax(self._collect(model, data).logits.double(), dim=-1)
-            q = torch.softmax(self._collect(reference_model, data).logits.double(), dim=-1)
-            out[f"{split}_{self.key}"] = float(self._distance(p, q).mean())
-        return out
+        return super().compute(model, forget, retain, test, reference_model=reference_model)
+
+    def _split_value(self, model: Any, data: Any, *, reference_model: torch.nn.Module) -> float:
+        p = torch.softmax(self._collect(model, data).logits.double(), dim=-1)
+        q = torch.softmax(self._collect(reference_model, data).logits.double(), dim=-1)
+        return float(self._distance(p, q).mean())
 
 
 @register_metric("js_divergence")

@@ -19,10 +19,10 @@ import torch
 
 from ..errors import ErasusTypeError, InvalidInputError, require
 from ..registry import register_metric
-from .base import Metric
+from .base import SplitMetric
 
 __all__ = ["wer", "cer", "per_speaker_wer", "transcript_accuracy", "speaker_similarity", "transcribe_items",
-           "WERMetric", "CERMetric"]
+           "speaker_embeddings", "WERMetric", "CERMetric", "SpeakerSimilarityMetric"]
 
 
 def _check_pairs(references: Sequence[str], hypotheses: Sequence[str], *, what: str) -> tuple[list[str], list[str]]:
@@ -122,28 +122,18 @@ def transcribe_items(model: Any, items: Sequence[dict[str, Any]], *, tokenizer: 
     return refs, hyps
 
 
-class _ErrorRateMetric(Metric):
-    inputs = ("forget", "retain", "test")
+class _ErrorRateMetric(SplitMetric):
     group = "utility"
     _fn: Callable[[Sequence[str], Sequence[str]], float]
-    _key = ""
 
     def __init__(self, *, tokenizer: Any = None, max_new_tokens: int | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.tokenizer, self.max_new_tokens = tokenizer, max_new_tokens
 
-    def compute(self, model: Any, forget: Any = None, retain: Any = None, test: Any = None) -> dict[str, float]:
-        splits = {"forget": forget, "retain": retain, "test": test}
-        if all(v is None for v in splits.values()):
-            raise InvalidInputError(f"{self._key} needs at least one of forget=, retain=, test=")
-        out = {}
-        for split, data in splits.items():
-            if data is None:
-                continue
-            refs, hyps = transcribe_items(model, data, tokenizer=self.tokenizer, batch_size=self.batch_size,
-                                          max_new_tokens=self.max_new_tokens)
-            out[f"{split}_{self._key}"] = type(self)._fn(refs, hyps)
-        return out
+    def _split_value(self, model: Any, data: Any, **kwargs: Any) -> float:
+        refs, hyps = transcribe_items(model, data, tokenizer=self.tokenizer, batch_size=self.batch_size,
+                                      max_new_tokens=self.max_new_tokens)
+        return type(self)._fn(refs, hyps)
 
 
 @register_metric("wer")
@@ -152,7 +142,7 @@ class WERMetric(_ErrorRateMetric):
     after unlearning, unchanged on retain / test."""
 
     _fn = staticmethod(wer)
-    _key = "wer"
+    key = "wer"
 
 
 @register_metric("cer")
@@ -160,4 +150,79 @@ class CERMetric(_ErrorRateMetric):
     """Character error rate of greedy transcripts on each split (keys ``{split}_cer``)."""
 
     _fn = staticmethod(cer)
-    _key = "cer"
+    key = "cer"
+
+
+SpeakerEncoder = Callable[[torch.nn.Module, Any], Any]
+
+
+@torch.no_grad()
+def speaker_embeddings(model: torch.nn.Module, data: Any, *, encoder: SpeakerEncoder | None = None, task: Any = None,
+                       batch_size: int = 64, device: Any = None) -> torch.Tensor:
+    """(N, d) float64 speaker embeddings of ``data`` as ``model`` hears it, in the data's order.
+
+    ``encoder(model, batch) -> (B, d)`` is called on each collated batch (on the model's device, model in eval
+    mode): e.g. an ECAPA / x-vector encoder applied to the speech a TTS model generates for the batch, or a probe on
+    the model's states. ``encoder=None`` uses the model's own embedding through its task adapter (Whisper: the
+    mean-pooled last encoder state, :meth:`erasus.tasks.seq2seq.Seq2SeqTask.embeddings`), which asks how much
+    speaker identity the model itself still encodes.
+    """
+    from ..features import embeddings
+    from .outputs import evaluating, model_device, ordered_loader, resolve_task
+
+    if encoder is None:
+        return embeddings(model, data, task=task, batch_size=batch_size, device=device, progress=False).double()
+    if not callable(encoder):
+        raise ErasusTypeError(f"encoder must be a callable encoder(model, batch) -> (B, d), got {type(encoder).__name__}")
+    task = resolve_task(model, data, task)
+    dev = model_device(model, device)
+    rows = []
+    with evaluating(model):
+        for batch in ordered_loader(data, batch_size=batch_size):
+            batch = task.to_device(batch, dev)
+            e = torch.as_tensor(np.asarray(torch.as_tensor(encoder(model, batch)).detach().cpu()), dtype=torch.float64)
+            if e.ndim != 2 or e.shape[0] != task.batch_size(batch):
+                raise InvalidInputError(f"encoder returned shape {tuple(e.shape)} for a batch of "
+                                        f"{task.batch_size(batch)} utterances; expected (batch, d)")
+            rows.append(e)
+    return torch.cat(rows)
+
+
+@register_metric("speaker_similarity")
+class SpeakerSimilarityMetric(SplitMetric):
+    """Mean cosine similarity of each split's speaker embeddings to the centroid of the ``reference=`` clips'
+    (the forgotten speaker's enrolment utterances): ``mean_i cos(e_i, mean_j e_j^ref / ||e_j^ref||)``; keys
+    ``{split}_speaker_similarity``.
+
+    Speaker similarity is how voice-unlearning work scores a forgotten speaker (e.g. Kim et al., "Do Not Mimic My
+    Voice: Teacher-Guided Unlearning for Zero-Shot Text-to-Speech", 2024, cosine of speaker-verification
+    embeddings). The embeddings come from ``encoder(model, batch)`` when one is supplied, else from the model's
+    own encoder (see :func:`speaker_embeddings`); both the splits and the reference are embedded by the model
+    under evaluation. Lower on the forgotten speaker's held-out clips after unlearning, towards the value of
+    speakers the model never heard.
+    """
+
+    group = "forgetting"
+    key = "speaker_similarity"
+
+    def __init__(self, *, encoder: SpeakerEncoder | None = None, **options: Any) -> None:
+        super().__init__(**options)
+        if encoder is not None and not callable(encoder):
+            raise ErasusTypeError(f"encoder must be a callable encoder(model, batch) -> (B, d), got {type(encoder).__name__}")
+        self.encoder = encoder
+
+    def _embed(self, model: Any, data: Any) -> torch.Tensor:
+        return speaker_embeddings(model, data, encoder=self.encoder, task=self.task, batch_size=self.batch_size,
+                                  device=self.device)
+
+    def compute(self, model: torch.nn.Module, forget: Any = None, retain: Any = None, test: Any = None, *,
+                reference: Any = None) -> dict[str, float]:
+        if reference is None:
+            raise InvalidInputError("speaker_similarity compares with a speaker's clips: pass reference= "
+                                    "(e.g. the forgotten speaker's enrolment utterances)")
+        if all(v is None for v in (forget, retain, test)):
+            raise InvalidInputError(f"{self.key} needs at least one of forget=, retain=, test=")
+        return super().compute(model, forget, retain, test, reference=self._embed(model, reference))
+
+    def _split_value(self, model: Any, data: Any, *, reference: torch.Tensor) -> float:
+        return speaker_similarity(self._embed(model, data), reference)

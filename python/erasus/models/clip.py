@@ -5,8 +5,8 @@ It wraps
 * a transformers ``CLIPModel`` (or a local folder / hub id of one, loaded with its ``CLIPProcessor``),
 * a pair ``(CLIPVisionModelWithProjection, CLIPTextModelWithProjection)``,
 * an ``open_clip`` model (``open_clip.CLIP`` / ``CustomTextCLIP``: ``encode_image``, ``encode_text``, ``visual``,
-  ``logit_scale``). ``open-clip-torch`` depends on torchvision, which erasus does not; its model objects are
-  therefore handled by duck typing, without importing the package.
+  ``logit_scale``; erasus' ``vlm`` extra installs ``open-clip-torch``). Its model objects are recognised by duck
+  typing, so wrapping one never imports open_clip (nor its torchvision / timm dependencies).
 
 and exposes what strategies and metrics need: ``get_image_features`` / ``get_text_features`` returning projected
 embedding tensors (so :class:`erasus.tasks.ContrastiveTask` is picked for it), :meth:`CLIPWrapper.parameter_groups`
