@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data import IndexedDataset, as_dataset, collate_of
-from ..distributed.wrappers import check_supported, compute_device
+from ..distributed.data_parallel import Replicas, world_size
+from ..distributed.wrappers import all_ranks_agree, check_supported, compute_device, wrapper_kind
 from ..errors import ErasusTypeError, InvalidInputError, NonFiniteError, TargetNotReachedWarning, require
 from ..tasks import Task, get_task, infer_task, reduce_loss
 from .until import History, StoppingRule
@@ -192,6 +193,7 @@ class Run:
         original: torch.nn.Module,
         strategy_name: str,
         until: StoppingRule | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
         self.task = task
         self.forget_raw, self.retain_raw = forget, retain
@@ -208,6 +210,8 @@ class Run:
         #: the ``until=`` stopping rule, checked by :meth:`train`; ``global_step`` counts every optimizer step
         self.until = until
         self.global_step = 0
+        #: set under a multi-process group: :meth:`train` averages a plain (unwrapped) model's gradients across processes
+        self.replicas = replicas
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_counter = itertools.count()
 
@@ -322,7 +326,9 @@ class Run:
     ) -> None:
         """``num_steps`` optimizer steps of ``loss_fn(step)``; records the losses in ``history``.
 
-        ``before_step`` runs between ``backward`` and ``optimizer.step`` (gradient masks, e.g. SalUn).
+        ``before_step`` runs between ``backward`` and ``optimizer.step`` (gradient masks, e.g. SalUn). Under a
+        multi-process group a plain model's gradients are averaged over the processes before it, and rank 0's
+        buffers are copied to every replica after each step (:class:`erasus.distributed.data_parallel.Replicas`).
         With an ``until=`` rule, a ``stoppable`` phase (a forgetting phase) checks the probe every
         ``until["every"]`` optimizer steps and after its last step, and ends as soon as the target is met; later
         stoppable phases are then skipped. Phases that restore utility after forgetting (retain repair) pass
@@ -334,6 +340,12 @@ class Run:
         if rule is not None and rule.met:
             return
         opt = optimizer or self.make_optimizer(self.trainable(model))
+        if world_size() > 1:
+            # a rank that runs one step more than the others would wait forever in a collective
+            all_ranks_agree(num_steps, what=f"the number of {self.strategy_name} steps ({desc})")
+        stepped = [p for group in opt.param_groups for p in group["params"]]
+        # a DDP / FSDP2 wrapper syncs in backward; a module trained inside one (RMU under DDP) does not
+        sync = self.replicas is not None and wrapper_kind(model) is None
         model.train()
         bar = tqdm(range(num_steps), desc=f"{self.strategy_name}: {desc}", disable=not self.progress, leave=False)
         for step in bar:
@@ -341,9 +353,13 @@ class Run:
             loss = loss_fn(step)
             check_finite_loss(loss, strategy=self.strategy_name, desc=desc, step=step, lr=self.lr)
             loss.backward()
+            if sync:
+                self.replicas.average_gradients(stepped)  # type: ignore[union-attr]
             if before_step is not None:
                 before_step()
             opt.step()
+            if sync:
+                self.replicas.broadcast(model, buffers_only=True)  # type: ignore[union-attr]
             value = float(loss.detach())
             self.history.append(value)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
@@ -373,6 +389,9 @@ class UnlearningStrategy(abc.ABC):
     gradient_based: ClassVar[bool] = True
     #: whether ``unlearn(until=...)`` applies: the method trains through :meth:`Run.train` (None: ``gradient_based``)
     supports_until: ClassVar[bool | None] = None
+    #: whether the method runs data-parallel under a multi-process ``torch.distributed`` group (each rank its
+    #: shard, gradients averaged in :meth:`Run.train`); False where it computes data statistics outside that loop
+    data_parallel: ClassVar[bool] = True
     registry_name: ClassVar[str] = "strategy"
 
     def __init__(self, **options: Any) -> None:
@@ -476,6 +495,17 @@ class UnlearningStrategy(abc.ABC):
         w = _check_weights(weights, n_forget) if forget is not None else None
         task = get_task(opts["task"]) if opts["task"] is not None else infer_task(model, forget_ds)
         wrapper = check_supported(model)
+        world = world_size()
+        if world > 1 and not self.data_parallel:
+            raise InvalidInputError(
+                f"strategy {self.registry_name!r} computes statistics of its data outside the shared training loop, "
+                f"so under this {world}-process torch.distributed group each rank would unlearn differently; run it "
+                "in one process on the whole forget set, or pick a data-parallel strategy (gradient_ascent, "
+                "grad_diff, scrub, salun, npo, ...)")
+        if world > 1 and until is not None:
+            raise InvalidInputError(
+                f"until= evaluates its probe on each rank's own data, so the {world} processes of this "
+                "torch.distributed group could stop at different steps and wait forever; pass steps= instead")
         if wrapper is not None:
             # DDP / FSDP2 (accelerator.prepare): trained where it is, through the wrapper that syncs gradients
             if not inplace:
@@ -511,6 +541,8 @@ class UnlearningStrategy(abc.ABC):
                 work.to(run_device)
             if lora is not None:
                 wrapped = _wrap_lora(work, lora)
+            # rank 0's starting weights on every replica (LoRA adapters are initialised from each rank's RNG)
+            replicas = Replicas(wrapped if wrapped is not None else work, start=wrapper is None) if world > 1 else None
             run = Run(
                 task=task,
                 forget=forget,
@@ -529,6 +561,7 @@ class UnlearningStrategy(abc.ABC):
                 original=model,
                 strategy_name=self.registry_name,
                 until=rule,
+                replicas=replicas,
             )
             if rule is not None:
                 rule.cap = run.steps

@@ -116,6 +116,8 @@ class CertifiedNewton(UnlearningStrategy):
     (the paper's sequential-unlearning result).
     """
 
+    data_parallel = False
+
     defaults = {
         "epsilon": 0.5,
         "delta": 1e-5,

@@ -145,6 +145,8 @@ class CertifiedRemoval(UnlearningStrategy):
     :class:`CertifiedLogistic`). Defaults: ``lam = 1e-3``, ``epsilon = 1``, ``delta = 1e-4``, ``sigma = 1``.
     """
 
+    data_parallel = False
+
     defaults = {"lam": 1e-3, "epsilon": 1.0, "delta": 1e-4, "sigma": 1.0, "noise": "gaussian", "newton_iters": 50}
     retain = "required"
     gradient_based = False

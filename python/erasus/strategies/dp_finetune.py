@@ -41,6 +41,8 @@ class DPFinetune(UnlearningStrategy):
     Defaults: ``target_epsilon = 8``, ``target_delta = 1e-5``, ``max_grad_norm = 1``, SGD lr 0.05, 3 epochs.
     """
 
+    data_parallel = False
+
     supports_until = False  # opacus' DP-SGD loop, and a budget fixed in advance by the privacy accounting
     defaults = {"lr": 0.05, "target_epsilon": 8.0, "target_delta": 1e-5, "max_grad_norm": 1.0, "default_epochs": 3,
                 "accountant": "rdp", "group_size": 1}

@@ -127,6 +127,8 @@ class FisherForgetting(UnlearningStrategy):
     The method reads only the retain set; forget ``weights`` are accepted and do not change the result.
     """
 
+    data_parallel = False
+
     defaults = {"alpha": 1e-6, "fisher": "true", "max_inverse": 1e3}
     retain = "required"
     gradient_based = False

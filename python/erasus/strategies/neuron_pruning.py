@@ -133,6 +133,8 @@ class NeuronPruning(UnlearningStrategy):
     comparison script's ``frac``), ``eps = 1e-5`` (as the code).
     """
 
+    data_parallel = False
+
     defaults = {"ratio": 0.03, "layers": None, "eps": 1e-5}
     retain = "required"
     gradient_based = False

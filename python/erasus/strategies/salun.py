@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..distributed.data_parallel import all_reduce_sum_
 from ..errors import InvalidInputError
 from ..registry import register_strategy
 from .base import Run, UnlearningStrategy
@@ -13,7 +14,8 @@ __all__ = ["SalUn", "saliency_mask"]
 
 
 def saliency_mask(model: torch.nn.Module, run: Run, *, ratio: float) -> list[torch.Tensor]:
-    """``m = 1[|grad_theta L_f(theta)| >= gamma]`` with ``gamma`` the global top-``ratio`` quantile of ``|g|``."""
+    """``m = 1[|grad_theta L_f(theta)| >= gamma]`` with ``gamma`` the global top-``ratio`` quantile of ``|g|``; under a
+    multi-process group ``L_f`` is the mean over all ranks' forget shards, so every rank gets the same mask."""
     params = run.trainable(model)
     grads = [torch.zeros_like(p) for p in params]
     total = run.weights.sum() if run.weights is not None else None
@@ -29,6 +31,14 @@ def saliency_mask(model: torch.nn.Module, run: Run, *, ratio: float) -> list[tor
             if p.grad is not None:
                 g.add_(p.grad)
     model.zero_grad(set_to_none=True)
+    if run.replicas is not None:
+        # the gradient of the mean over every rank's shard: sum_r (local mean * local size) / global size
+        local = float(total) if total is not None else float(n)
+        size = torch.tensor([local], dtype=torch.float64)
+        all_reduce_sum_([size])
+        for g in grads:
+            g.mul_(local / float(size))
+        all_reduce_sum_(grads)
     flat = torch.cat([g.abs().reshape(-1) for g in grads])
     k = max(1, int(round(ratio * flat.numel())))
     threshold = torch.topk(flat, k, sorted=True).values[-1]

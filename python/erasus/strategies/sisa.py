@@ -76,6 +76,8 @@ class SISA(UnlearningStrategy):
     5 epochs per slice, SGD lr 0.05.
     """
 
+    data_parallel = False
+
     defaults = {"lr": 0.05, "shards": 5, "slices": 4, "epochs_per_slice": 5, "forget_ids": None, "model_factory": None}
     retain = "unused"
     gradient_based = False

@@ -66,6 +66,7 @@ def importance(
 
 
 class _Dampening(UnlearningStrategy):
+    data_parallel = False  # importances from this rank's shard only
     defaults = {"alpha": 10.0, "lam": 1.0}
     retain = "required"
     gradient_based = False

@@ -66,6 +66,8 @@ class SalUnDiffusion(DiffusionStrategy):
     5 epochs over the forget set, batch 8.
     """
 
+    data_parallel = False
+
     defaults = {"lr": 1e-5, "optimizer": "adam", "batch_size": 8, "remap": None, "ratio": 0.5, "mask_guidance": 7.5,
                 "alpha": 0.5, "train_method": "full", "images_per_prompt": 4, "generation_steps": 50,
                 "generation_guidance": 7.5, "default_epochs": 5}

@@ -96,6 +96,8 @@ class UCE(DiffusionStrategy):
     spans several tokens or the text encoder's end-of-text states carry it (a character-level tokenizer).
     """
 
+    data_parallel = False
+
     defaults = {"guide": "", "preserve": (), "lamb": 0.5, "erase_scale": 1.0, "preserve_scale": 1.0,
                 "token_span": "last"}
     retain = "optional"

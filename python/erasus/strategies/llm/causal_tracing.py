@@ -154,6 +154,8 @@ class CausalTracing(LLMStrategy):
     ``beta = 0.1``, ``alpha = 1``, AdamW lr 1e-5, 10 epochs.
     """
 
+    data_parallel = False
+
     llm_defaults = {"lr": 1e-5, "retain_loss": "nll", "noise": 3.0, "noise_samples": 4, "trace_samples": 8,
                     "subject_key": "subject", "num_layers": 1, "param_filter": "mlp", "beta": 0.1, "gamma": 1.0,
                     "alpha": 1.0, "default_epochs": 10}

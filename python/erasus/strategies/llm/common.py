@@ -11,9 +11,9 @@ number of steps (checked before the first one):
   all-reduce of its own. The frozen reference is a plain copy under DDP and, under FSDP2, this rank's copy
   of its parameter shards, swapped in for the reference forward
   (:class:`erasus.distributed.wrappers.ShardedReference`), so it is sharded like the model.
-- a plain model under an initialized process group: gradients are averaged across processes
-  (``all_reduce``) before every optimizer step, so replicas that start from the same weights stay
-  identical. For example::
+- a plain model under an initialized process group: the shared loop (:meth:`erasus.strategies.base.Run.train`,
+  for every strategy) starts every replica from rank 0's weights and averages gradients across processes
+  (``all_reduce``) before every optimizer step, so the replicas stay identical. For example::
 
     # unlearn.py
     import torch.distributed as dist
@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ...distributed.wrappers import ShardedReference, all_ranks_agree, unwrap, wrapper_kind
+from ...distributed.wrappers import ShardedReference, unwrap, wrapper_kind
 from ...errors import InvalidInputError
 from ...tasks.causal_lm import IGNORE_INDEX, CausalLMTask
 from ..base import Run, UnlearningStrategy
@@ -151,27 +151,6 @@ def frozen_reference(model: torch.nn.Module, run: Run) -> FrozenReference:
     return ref
 
 
-def _grad_all_reduce(model: torch.nn.Module) -> Callable[[], None] | None:
-    """Average gradients over the processes of an initialized multi-process group (None when single-process,
-    and for DDP / FSDP-wrapped models, whose backward already did)."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return None
-    if wrapper_kind(model) is not None:
-        return None
-    world = dist.get_world_size()
-
-    def sync() -> None:
-        for p in model.parameters():
-            if p.requires_grad:
-                if p.grad is None:  # a parameter unused on this rank still joins the collective
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(world)
-
-    return sync
-
-
 class LLMStrategy(UnlearningStrategy):
     """Base of the causal-LM strategies: AdamW by default, ``gradient_checkpointing`` and
     ``mixed_precision="bf16"`` (autocast on the forward passes) options; subclasses implement :meth:`_unlearn_lm`."""
@@ -230,18 +209,14 @@ class LLMStrategy(UnlearningStrategy):
             with self.autocast():
                 return loss_fn(step).float()
 
-        all_ranks_agree(num_steps, what=f"the number of {self.registry_name} steps")
-        sync = _grad_all_reduce(model)
         params = [p for p in model.parameters() if p.requires_grad]
 
         def before_step() -> None:
-            if sync is not None:
-                sync()
-            if max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)  # type: ignore[arg-type]
 
+        # Run.train averages the gradients over processes first (plain models), so the clip sees the mean
         run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer,
-                  before_step=before_step if sync is not None or max_grad_norm is not None else None)
+                  before_step=before_step if max_grad_norm is not None else None)
 
     def retain_term(self, model: torch.nn.Module, run: Run, retain: Any, alpha: float) -> torch.Tensor:
         """``alpha * L_retain`` on the next retain batch (0 when ``alpha == 0`` or there is no retain set):

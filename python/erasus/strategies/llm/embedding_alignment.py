@@ -131,6 +131,8 @@ class EmbeddingAlignment(LLMStrategy):
     forget set's tokens after the first alignment and at the end.
     """
 
+    data_parallel = False
+
     llm_defaults = {
         "lr": 3e-4, "optimizer": "sgd", "momentum": 0.0, "default_epochs": 10,
         "text_encoder": None, "concept": None, "tokenizer": None, "layer": None, "window": 8,

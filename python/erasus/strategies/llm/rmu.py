@@ -72,7 +72,7 @@ class RMU(LLMStrategy):
         given = model
         if wrapper_kind(model) == "ddp":
             # DDP's reducer waits for gradients of every parameter it was built with, and RMU trains a few weights
-            # on hooked hidden states: train the inner module, whose gradients LLMStrategy.train averages itself
+            # on hooked hidden states: train the inner module, whose gradients Run.train averages itself
             model = model.module
         adaptive = steering_coeff == "adaptive"
         if not adaptive and not (isinstance(steering_coeff, (int, float)) and steering_coeff > 0):

@@ -55,6 +55,8 @@ class ConceptProjectionStrategy(UnlearningStrategy):
     2025, which trains on synthetic images); this method's own code was not available, only its paper's account.
     """
 
+    data_parallel = False
+
     defaults = {"alpha": 1.0, "tokenizer": None}
     retain = "optional"
     gradient_based = False

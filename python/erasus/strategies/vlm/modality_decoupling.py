@@ -38,6 +38,8 @@ class ModalityDecouplingStrategy(UnlearningStrategy):
     this method; its defaults (``vision_lr=1e-5``, ``text_lr=1e-4``, AdamW) are the specification's example.
     """
 
+    data_parallel = False
+
     defaults = {"vision_lr": 1e-5, "text_lr": 1e-4, "alignment_weight": 1.0, "contrast_retain": False,
                 "default_epochs": 5, "optimizer": "adamw"}
     retain = "optional"

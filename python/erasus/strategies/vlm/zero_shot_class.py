@@ -183,6 +183,8 @@ class ZeroShotClassUnlearning(UnlearningStrategy):
     :func:`synthesize_class_images`. Forget-set coreset weights do not apply (the forget set is synthetic).
     """
 
+    data_parallel = False
+
     defaults = {
         "lr": 5e-5, "weight_decay": 0.2, "optimizer": "adam", "tokenizer": None,
         "n_synthetic": 64, "synthesis_steps": 3000, "synthesis_lr": 25.0, "l2_reg": 1e-3, "blur_every": 10,
