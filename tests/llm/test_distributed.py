@@ -109,3 +109,34 @@ def test_wrapped_models_refused_before_work(memorised, tmp_path):
             get_strategy("npo").unlearn(model=fsdp1, forget_data=forget, steps=1, progress=False, inplace=True)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ["npo", "grad_diff"])
+def test_accelerate_fsdp_launch_matches_single_process_run(memorised, tmp_path, name):
+    """``accelerate launch --config_file configs/accelerate/fsdp.yaml``: accelerate's own FSDP2 preparation
+    (its plugin from the yaml, ``fsdp2_prepare_model`` with CPU offload and rank 0's weights broadcast into the
+    shards; tests/llm/accelerate_fsdp.py lifts only accelerate's accelerator-only gates), then NPO / GradDiff-KL
+    with the frozen reference sharded: after 3 steps on each rank's half, the gathered weights equal one
+    process's run on all rows."""
+    pytest.importorskip("accelerate")
+    model, forget, retain = memorised
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    script = Path(__file__).with_name("accelerate_fsdp.py")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+           "--main_process_port", str(_free_port()), str(script), str(tmp_path), name]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"accelerate_fsdp_{name}_rank{r}.pt") for r in range(2)]
+    # 2 GPT2Blocks, one unit of the tied embedding / lm-head and the final norm (3 modules), the root; every
+    # parameter a DTensor shard
+    assert all(r["fsdp_units"] == 6 and r["sharded"] for r in ranks)
+    single = get_strategy(name, **WRAPPED_RUNS[name]).unlearn(model=model, forget_data=forget, retain_data=retain,
+                                                              steps=3, progress=False)
+    changed = False
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(ranks[0]["state"][key], ranks[1]["state"][key], rtol=0, atol=0)
+        torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-6, msg=f"{name}: {key}")
+        changed |= not torch.equal(value, model.state_dict()[key])
+    assert changed

@@ -30,12 +30,14 @@ number of steps (checked before the first one):
 With a prepared model instead::
 
     accelerator = Accelerator()                 # accelerate launch --config_file configs/accelerate/fsdp.yaml
-    model = accelerator.prepare(model)          # FSDP2: sharded, optionally offloaded to the CPU
+    # FSDP2: sharded, optionally offloaded to the CPU; accelerate wants an optimizer with it (erasus builds its own)
+    model, _ = accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.0))
     erasus.get_strategy("npo").unlearn(model=model, forget_data=shard, inplace=True)
 
-Accelerate runs FSDP only with accelerators (on CPUs it sets up no FSDP); ``tests/llm/test_distributed.py``
-shards the model with ``fully_shard`` as accelerate does (transformer blocks, then the root; CPU offload)
-on 2 gloo processes. DeepSpeed ZeRO-3 engines are refused (see ``configs/accelerate/deepspeed_zero3.yaml``).
+Accelerate runs FSDP only with accelerators (on CPUs it sets up no FSDP); ``tests/llm/accelerate_fsdp.py``,
+launched with ``configs/accelerate/fsdp.yaml`` on 2 gloo processes, lifts only that gate and the CUDA-pinned
+offload, so accelerate's own ``fsdp2_prepare_model`` shards the model. DeepSpeed ZeRO-3 engines are refused
+(see ``configs/accelerate/deepspeed_zero3.yaml``).
 """
 
 from __future__ import annotations
