@@ -124,14 +124,14 @@ class FacilityLocationSelector(TorchTwin, Selector):
             and scores candidates on the all-pairs objective.
         per_class: with ``labels=``, select within each class with ``k`` split proportionally.
         graph: kNN graph of the sparse mode: ``"exact"`` (blocked GEMM tiles), ``"hnsw"`` (approximate, faiss
-            HNSW32, ``efConstruction`` 64; ``pip install 'erasus-unlearn[select]'``), or ``"auto"``: exact below ``graph_threshold``
+            HNSW32, ``efConstruction`` 64, ``efSearch`` 3.2 K; ``pip install 'erasus-unlearn[select]'``), or ``"auto"``: exact below ``graph_threshold``
             rows, HNSW from there on (CPU data). With HNSW the neighbour recall, measured against brute force on
             1000 seeded rows, is reported as ``metadata["knn_recall"]``; the greedy then runs on the approximate
             graph (exact greedy, torch ops) and the weights are still computed over all pairs. faiss inserts
             points on several threads, so the HNSW graph (and with it a few picks) can differ between runs unless
             erasus runs on one thread (``ERASUS_NUM_THREADS=1``); the exact graph is deterministic.
         graph_threshold: the ``n`` from which ``graph="auto"`` builds the HNSW graph (default 200 000).
-        ef_search: HNSW search beam (default ``1.6 * neighbors``; wider = higher recall, slower).
+        ef_search: HNSW search beam (default ``3.2 * neighbors``; wider = higher recall, slower).
         backend: ``"auto"`` (the Rust core; a CUDA tensor is selected on its device with torch ops unless the
             stochastic optimizer or ``partitions`` ask for the Rust core), ``"rust"`` or ``"torch"`` (the torch
             twin, exact greedy: the picks of ``optimizer="naive"``/``"lazy"`` up to float ties).
