@@ -53,7 +53,7 @@ def test_generated_prompt_sets():
     assert grid.with_concept("ukiyoe").concepts == (("dog", "Ukiyoe"), ("tree", "Ukiyoe"))
     art = artist_prompts(["Monet"], templates=["art by {}", "{} painting"])
     assert art.prompts == ("art by Monet", "Monet painting") and art.concepts == (("Monet",), ("Monet",))
-    with pytest.raises(InvalidInputError, match="placeholder"):
+    with pytest.raises(InvalidInputError, match="slot for the artist"):
         artist_prompts(["Monet"], templates=["a painting"])
     with pytest.raises(InvalidInputError, match=r"\{object\}"):
         unlearncanvas_prompts(["dog"], ["x"], template="a {style} thing")

@@ -148,7 +148,7 @@ def artist_prompts(artists: Sequence[str], *, templates: Sequence[str] = ARTIST_
     names = [a.strip() for a in _strings(artists, "artists")]
     temps = _strings(templates, "templates")
     if not all("{}" in t for t in temps):
-        raise InvalidInputError("every artist template needs one '{}' placeholder for the artist")
+        raise InvalidInputError("every artist template needs one '{}' slot for the artist")
     pairs = [(t.format(a), (a,)) for a in names for t in temps]
     return PromptSet(tuple(p for p, _ in pairs), tuple(c for _, c in pairs))
 

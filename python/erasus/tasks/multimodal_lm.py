@@ -1,7 +1,7 @@
 """Multimodal causal-LM adapter: image + question -> answer, next-token loss on the answer tokens only.
 
 The batch layout of LLaVA (``LlavaForConditionalGeneration``) and BLIP-2 (``Blip2ForConditionalGeneration``
-with a decoder-only language model) in transformers >= 4.47: the prompt's image placeholder is expanded
+with a decoder-only language model) in transformers >= 4.47: the prompt's image slot is expanded
 into as many ``image_token_id`` tokens as the vision side produces embeddings (LLaVA: one per patch; BLIP-2:
 one per Q-Former query), the model scatters the image embeddings into those positions, and the logits line
 up with ``input_ids``::
@@ -27,28 +27,28 @@ from ..errors import ErasusTypeError, InvalidInputError
 from .base import Batch, register_task
 from .causal_lm import IGNORE_INDEX, CausalLMTask, _ids
 
-__all__ = ["IMAGE_PLACEHOLDER", "MultimodalCausalLMTask", "encode_image_prompt", "encode_image_prompt_answer"]
+__all__ = ["IMAGE_SLOT", "MultimodalCausalLMTask", "encode_image_prompt", "encode_image_prompt_answer"]
 
 #: where the image goes in a prompt template; expanded into ``num_image_tokens`` copies of ``image_token_id``
-IMAGE_PLACEHOLDER = "<image>"
+IMAGE_SLOT = "<image>"
 
 
 def encode_image_prompt(tokenizer: Any, prompt: str, *, image_token_id: int, num_image_tokens: int) -> list[int]:
-    """Token ids of a prompt whose ``<image>`` placeholder becomes ``num_image_tokens`` image tokens.
+    """Token ids of a prompt whose ``<image>`` slot becomes ``num_image_tokens`` image tokens.
 
-    The text pieces around the placeholder are tokenized separately; the tokenizer's special prefix (BOS)
+    The text pieces around the slot are tokenized separately; the tokenizer's special prefix (BOS)
     goes on the first non-empty piece, so ``"USER: <image>\\nQ ASSISTANT:"`` gives ``[BOS, USER:, img x n, Q ...]``
     as ``LlavaProcessor`` does and ``"<image>Question: Q Answer:"`` gives ``[img x n, BOS, Question ...]`` as
     ``Blip2Processor`` does.
     """
     if not isinstance(prompt, str):
         raise ErasusTypeError(f"prompt must be str, got {type(prompt).__name__}")
-    if prompt.count(IMAGE_PLACEHOLDER) != 1:
-        raise InvalidInputError(f"the prompt must hold exactly one {IMAGE_PLACEHOLDER!r} placeholder, got "
-                                f"{prompt.count(IMAGE_PLACEHOLDER)} in {prompt!r}")
+    if prompt.count(IMAGE_SLOT) != 1:
+        raise InvalidInputError(f"the prompt must hold exactly one {IMAGE_SLOT!r} slot, got "
+                                f"{prompt.count(IMAGE_SLOT)} in {prompt!r}")
     if num_image_tokens <= 0:
         raise InvalidInputError(f"num_image_tokens must be positive, got {num_image_tokens}")
-    before, after = prompt.split(IMAGE_PLACEHOLDER)
+    before, after = prompt.split(IMAGE_SLOT)
     ids: list[int] = []
     special = True
     for piece in (before, None, after):
