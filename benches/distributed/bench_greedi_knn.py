@@ -15,27 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
-import numpy as np
 import ray
 
 import erasus
 from erasus.distributed import select_distributed
 from erasus.distributed.greedi import evaluate_candidates
 
-
-def blobs(n: int, d: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(scale=4.0, size=(64, d))
-    return (centers[rng.integers(0, 64, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
-
-
-def timed(fn):
-    load = os.getloadavg()[0]
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t, load
+# the same mixture and timer as the exact-mode bench, so both RESULTS tables measure one workload
+from bench_greedi import blobs, timed  # the script's own folder is on sys.path
 
 
 def main() -> None:
