@@ -110,7 +110,7 @@ def isotropic(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def kcenter_numpy(x: np.ndarray, k: int, first: int) -> tuple[np.ndarray, float]:
-    """Textbook greedy k-center, one BLAS GEMV per step: ||x||^2 - 2 X c + ||c||^2 (float32)."""
+    """Textbook greedy k-center, one BLAS GEMV per step: ||x||^2 - 2 X c + ||c||^2 (in x's dtype)."""
     sq = np.einsum("ij,ij->i", x, x)
     mind = np.full(x.shape[0], np.inf, dtype=x.dtype)
     picks = np.empty(k, dtype=np.int64)

@@ -14,7 +14,9 @@ Sizes: n = ERASUS_BENCH_N (default 50_000), d = 64, k = n / 10. Run with
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,23 +25,17 @@ import torch
 import erasus
 from erasus import _core
 
+# one copy of the data and of the numpy references, shared with the harness that makes the speed claims
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import herding_numpy, isotropic, kcenter_numpy, mixture  # noqa: E402
+
 N = int(os.environ.get("ERASUS_BENCH_N", "50000"))
 D = 64
 K = max(1, N // 10)
 ROUNDS = int(os.environ.get("ERASUS_BENCH_ROUNDS", "3"))
 DEEPCORE_N = min(N, int(os.environ.get("ERASUS_BENCH_DEEPCORE_N", "10000")))
 RESULTS: list[tuple[str, str, float, float, float]] = []
-
-
-def make_data(kind: str) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    if kind == "mixture":
-        centers = rng.normal(scale=10.0, size=(50, D))
-        return (centers[rng.integers(50, size=N)] + rng.normal(size=(N, D))).astype(np.float32)
-    return rng.normal(size=(N, D)).astype(np.float32)
-
-
-DATA = {kind: make_data(kind) for kind in ("mixture", "isotropic")}
+DATA = {"mixture": mixture(N, D, 50), "isotropic": isotropic(N, D)}
 
 
 def _status(field: str) -> float:
@@ -72,22 +68,6 @@ def report():
         print(f"{group:22} {name:22} {median:10.3f} {obj:14.6f} {peak:15.1f}")
 
 
-def kcenter_numpy(x: np.ndarray, k: int, first: int) -> tuple[np.ndarray, float]:
-    """Textbook greedy k-center, one BLAS GEMV per step: ||x||^2 - 2 X c + ||c||^2 (in x's dtype)."""
-    sq = np.einsum("ij,ij->i", x, x)
-    mind = np.full(x.shape[0], np.inf, dtype=x.dtype)
-    picks = np.empty(k, dtype=np.int64)
-    c = first
-    np.minimum(mind, np.maximum(sq - 2.0 * (x @ x[c]) + sq[c], 0), out=mind)
-    mind[c] = -np.inf
-    for t in range(k):
-        c = int(np.argmax(mind))
-        picks[t] = c
-        np.minimum(mind, np.maximum(sq - 2.0 * (x @ x[c]) + sq[c], 0), out=mind)
-        mind[c] = -np.inf
-    return picks, float(np.sqrt(mind.max()))
-
-
 def kcenter_deepcore(x: np.ndarray, k: int, first: int) -> np.ndarray:
     """DeepCore's k_center_greedy (Guo et al. 2022): an (k x n) distance matrix and a copy of the
     unselected rows every step; returns the selected rows as a boolean mask (index order)."""
@@ -114,25 +94,6 @@ def kcenter_deepcore(x: np.ndarray, k: int, first: int) -> np.ndarray:
             dis[1 + i, ~selected] = euclidean_dist(matrix[[p]], matrix[~selected])
             mins = torch.min(mins, dis[1 + i])
     return np.flatnonzero(selected)
-
-
-def herding_numpy(x: np.ndarray, k: int) -> np.ndarray:
-    """Herding by one GEMV per step: argmin_x ||x - r||^2 = ||x||^2 - 2 x.r (+ const), r = (t+1) mu - sum_S."""
-    mean = x.astype(np.float64).mean(0)
-    sq = np.einsum("ij,ij->i", x, x)
-    total = np.zeros(x.shape[1])
-    score = np.empty(x.shape[0], dtype=np.float32)
-    free = np.ones(x.shape[0], dtype=bool)
-    picks = np.empty(k, dtype=np.int64)
-    for t in range(k):
-        r = ((t + 1) * mean - total).astype(np.float32)
-        np.subtract(sq, 2.0 * (x @ r), out=score)
-        score[~free] = np.inf
-        i = int(np.argmin(score))
-        picks[t] = i
-        free[i] = False
-        total += x[i]
-    return picks
 
 
 REFERENCE: dict[str, np.ndarray] = {}
