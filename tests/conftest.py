@@ -34,3 +34,20 @@ def _no_thread_count_leaks():
     """A test that changes torch's thread count does not pass it on to the next one."""
     yield
     torch.set_num_threads(1)
+
+
+def _fit_full_batch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int,
+                    lr: float) -> torch.nn.Module:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def fit_full_batch():
+    """``fit(model, x, y, *, steps, lr) -> model.eval()``: full-batch Adam on cross-entropy, no randomness of its
+    own (seed before building the model), so small fixtures train the same way wherever they are built."""
+    return _fit_full_batch

@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 import erasus
 from erasus.errors import ErasusError
@@ -46,20 +45,15 @@ def test_feldman_zhang_estimate_matches_explicit_loops():
         assert got[j] == pytest.approx(np.mean(inside) - np.mean(outside))
 
 
-def _train(x, y, *, seed, epochs=150):
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-                                torch.nn.Linear(64, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    for _ in range(epochs):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
+def _mlp(seed: int | None = None) -> torch.nn.Module:
+    if seed is not None:
+        torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                               torch.nn.Linear(64, 3))
 
 
 @pytest.fixture(scope="module")
-def blobs():
+def blobs(fit_full_batch):
     """Three Gaussian blobs; the forget set is 12 typical samples of class 0 and 6 mislabeled outliers that only
     training on them can teach (record-like)."""
     g = torch.Generator().manual_seed(0)
@@ -69,8 +63,8 @@ def blobs():
     fx = torch.cat([centers[0] + torch.randn(12, 2, generator=g) * 0.5,
                     centers[1] + torch.randn(6, 2, generator=g) * 0.7])
     fy = torch.zeros(18, dtype=torch.long)  # the last 6 carry class 0 inside the class-1 blob
-    model = _train(torch.cat([x, fx]), torch.cat([y, fy]), seed=0, epochs=1500)
-    reference = _train(x, y, seed=1)
+    model = fit_full_batch(_mlp(0), torch.cat([x, fx]), torch.cat([y, fy]), steps=1500, lr=2e-2)
+    reference = fit_full_batch(_mlp(1), x, y, steps=150, lr=2e-2)
     hx = centers[y[::3]] + torch.randn(60, 2, generator=g) * 0.7
     return {"model": model, "reference": reference, "forget": (fx, fy), "retain": (x, y), "heldout": (hx, y[::3])}
 
@@ -93,59 +87,67 @@ def test_confidence_gap_selector_keeps_the_most_memorised(blobs):
     assert set(least.indices.tolist()) <= set(range(12))
 
 
-def test_heldout_retrain_scores_match_a_hand_written_finetune(blobs):
-    """RUM's proxy: fine-tune a copy on held-out data (SGD 0.9 / 5e-4, stopped after 4 epochs without a lower
-    epoch loss), then the symmetric KL of the two softmax outputs on every forget sample."""
-    fx, fy = blobs["forget"]
-    hx, hy = blobs["heldout"]
-    tuned = copy.deepcopy(blobs["model"]).train()
-    opt = torch.optim.SGD(tuned.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    loader = DataLoader(TensorDataset(hx, hy), batch_size=16, shuffle=True,
-                        generator=torch.Generator().manual_seed(3))
+def _sgd_finetune_float64(model, x, y, *, lr, epochs, momentum=0.9, weight_decay=5e-4, patience=4):
+    """RUM's held-out fine-tune as formulas, full batch, float64, no torch.optim: ``g = grad + wd * theta``,
+    ``v = mu * v + g``, ``theta -= lr * v`` (the update ``torch.optim.SGD`` documents); stop once ``patience``
+    epochs in a row bring no lower epoch loss."""
+    net = copy.deepcopy(model).double()
+    theta = {name: p.detach().clone() for name, p in net.named_parameters()}
+    velocity = {name: torch.zeros_like(p) for name, p in theta.items()}
     best, stale = float("inf"), 0
-    for _ in range(12):
-        running = 0.0
-        for bx, by in loader:
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(tuned(bx), by)
-            loss.backward()
-            opt.step()
-            running += float(loss.detach())
-        if running < best:
-            best, stale = running, 0
+    for _ in range(epochs):
+        leaves = {name: p.requires_grad_(True) for name, p in theta.items()}
+        loss = torch.nn.functional.cross_entropy(torch.func.functional_call(net, leaves, (x.double(),)), y)
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+        with torch.no_grad():
+            for (name, p), grad in zip(leaves.items(), grads):
+                velocity[name] = momentum * velocity[name] + grad + weight_decay * p
+                theta[name] = p - lr * velocity[name]
+        if float(loss.detach()) < best:
+            best, stale = float(loss.detach()), 0
         else:
             stale += 1
-            if stale >= 4:
+            if stale >= patience:
                 break
+    return lambda inputs: torch.func.functional_call(net, theta, (inputs.double(),))
+
+
+def test_heldout_retrain_scores_match_an_independent_float64_finetune(blobs):
+    """RUM's proxy: the symmetric KL between the model and a copy fine-tuned on held-out data (SGD 0.9 / 5e-4,
+    early stopping), checked against the fine-tune written as update formulas in float64 (one full batch, so the
+    loader's shuffling cannot matter) and the KL summed class by class."""
+    fx, _ = blobs["forget"]
+    hx, hy = blobs["heldout"]
+    # logits / 10, so that neither softmax saturates at the 1e-10 clamp: saturated, the scores would not depend on
+    # the fine-tune at all (then a wrong momentum passes too)
+    model = copy.deepcopy(blobs["model"])
     with torch.no_grad():
-        p = np.clip(_softmax(blobs["model"](fx).numpy()), 1e-10, None)
-        q = np.clip(_softmax(tuned.eval()(fx).numpy()), 1e-10, None)
-    expected = ((p * np.log(p / q)).sum(1) + (q * np.log(q / p)).sum(1)) / 2
+        model[-1].weight.mul_(0.1)
+        model[-1].bias.mul_(0.1)
+    tuned = _sgd_finetune_float64(model, hx, hy, lr=0.05, epochs=12)
+    with torch.no_grad():
+        p = _softmax(model(fx).numpy())
+        q = _softmax(tuned(fx).numpy())
+    p, q = np.clip(p, 1e-10, None), np.clip(q, 1e-10, None)
+    expected = np.array([sum(p[i, c] * np.log(p[i, c] / q[i, c]) + q[i, c] * np.log(q[i, c] / p[i, c])
+                             for c in range(3)) / 2 for i in range(len(fx))])
     sel = erasus.get_selector("memorization", seed=3, heldout_data=blobs["heldout"], finetune_epochs=12,
-                              finetune_lr=0.05, batch_size=16).select(4, model=blobs["model"], data=blobs["forget"])
-    np.testing.assert_allclose(sel.metadata["scores"], expected, rtol=1e-4, atol=1e-7)
+                              finetune_lr=0.05).select(4, model=model, data=blobs["forget"])
+    np.testing.assert_allclose(sel.metadata["scores"], expected, rtol=1e-4, atol=1e-8)
     # the held-out fine-tune moves the memorised outliers most
     assert np.mean(expected[12:]) > np.mean(expected[:12])
 
 
-def test_feldman_zhang_selector_finds_the_outliers(blobs):
+def test_feldman_zhang_selector_finds_the_outliers(blobs, fit_full_batch):
     x, y = blobs["retain"]
-
-    def factory():
-        return torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-                                   torch.nn.Linear(64, 3))
 
     def train_fn(model, dataset):
         xs = torch.stack([dataset[i][0] for i in range(len(dataset))])
         ys = torch.stack([dataset[i][1] for i in range(len(dataset))])
-        opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-        for _ in range(1500):  # the original model's recipe: long enough to memorise the outliers it sees
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xs), ys).backward()
-            opt.step()
-        return model.eval()
+        # the original model's recipe: long enough to memorise the outliers it sees
+        return fit_full_batch(model, xs, ys, steps=1500, lr=2e-2)
 
-    sel = erasus.get_selector("memorization", proxy="feldman_zhang", model_factory=factory, train_fn=train_fn,
+    sel = erasus.get_selector("memorization", proxy="feldman_zhang", model_factory=_mlp, train_fn=train_fn,
                               retain_data=(x, y), n_models=4, subset_ratio=0.5).select(
         6, model=blobs["model"], data=blobs["forget"])
     scores = np.asarray(sel.metadata["scores"])

@@ -18,19 +18,13 @@ import erasus
 from erasus.errors import ConfigError, ErasusError, TargetNotReachedWarning
 
 
-def _train(x: torch.Tensor, y: torch.Tensor, *, seed: int, steps: int = 200) -> torch.nn.Module:
+def _mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(13, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
+    return torch.nn.Sequential(torch.nn.Linear(13, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
 
 
 @pytest.fixture(scope="module")
-def wine():
+def wine(fit_full_batch):
     x, y = load_wine(return_X_y=True)
     x = (x - x.mean(0)) / x.std(0)
     x, y = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
@@ -39,8 +33,8 @@ def wine():
     test = (x[:40], y[:40])
     x, y = x[40:], y[40:]
     is_forget = y == 0  # forget one cultivar
-    model = _train(x, y, seed=0)
-    retrained = _train(x[~is_forget], y[~is_forget], seed=1)
+    model = fit_full_batch(_mlp(0), x, y, steps=200, lr=1e-2)
+    retrained = fit_full_batch(_mlp(1), x[~is_forget], y[~is_forget], steps=200, lr=1e-2)
     return {"model": model, "retrained": retrained, "forget": (x[is_forget], y[is_forget]),
             "retain": (x[~is_forget], y[~is_forget]), "test": test}
 
