@@ -3,7 +3,7 @@
 //! cannot). n in {1e4, 1e5}, d in {64, 512}; set ERASUS_BENCH_LARGE=1 to add n = 1e6, d = 64.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use erasus_core::herding::herding;
+use erasus_core::herding::{herding, herding_naive};
 use erasus_core::kcenter::{kcenter, kcenter_naive, KCenterOptions};
 use erasus_core::kmeans::{kmeans, KMeansOptions};
 use erasus_core::MatrixView;
@@ -81,6 +81,9 @@ fn bench_herding_kmeans(c: &mut Criterion) {
         let label = format!("mixture/n{n}/d{d}");
         group.bench_function(BenchmarkId::new("herding", &label), |b| {
             b.iter(|| herding(view, 50).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("herding_naive", &label), |b| {
+            b.iter(|| herding_naive(view, 50).unwrap())
         });
         let opts = KMeansOptions {
             max_iter: 10,

@@ -8,10 +8,13 @@
 //!
 //! Each step is one parallel pass over X (it is bandwidth-bound). The mean and the running sum are
 //! kept in f64; `r_t` is rounded to f32 and distances use the shared 16-lane f32 kernel. Ties go to
-//! the smallest row index, and the result does not depend on the number of threads.
+//! the smallest row index, and the result does not depend on the number of threads. Where the CPU has
+//! AVX-512F the pass reads an f16 shadow of X instead (half the bytes) and scores exactly only the rows
+//! that shadow cannot rule out ([`crate::half_rows`]): same picks, bit for bit, for n d / 2 floats of memory.
 
 use crate::distance::{argmin_pair, nearest_row, reduce_row_chunks, Isa, CHUNK_ROWS};
 use crate::error::Result;
+use crate::half_rows::HalfRows;
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
 use rayon::prelude::*;
@@ -42,6 +45,16 @@ pub(crate) fn column_mean(x: &MatrixView<'_>) -> Vec<f64> {
 /// Picks `k` rows by herding. `gains[t]` is the moment error `||mean(S_t) - mean(X)||_2` after step
 /// `t`; `objective` is the final one. Weights are ones.
 pub fn herding(x: MatrixView<'_>, k: usize) -> Result<Selection> {
+    herding_impl(x, k, false)
+}
+
+/// [`herding`] without the f16 pre-filter: every step scores every row exactly. The reference that
+/// [`herding`] must equal bit for bit.
+pub fn herding_naive(x: MatrixView<'_>, k: usize) -> Result<Selection> {
+    herding_impl(x, k, true)
+}
+
+fn herding_impl(x: MatrixView<'_>, k: usize, naive: bool) -> Result<Selection> {
     check_k(k, x.n())?;
     let d = x.d();
     let isa = Isa::detect();
@@ -51,22 +64,46 @@ pub fn herding(x: MatrixView<'_>, k: usize) -> Result<Selection> {
     let mut selected = vec![false; x.n()];
     let mut indices = Vec::with_capacity(k);
     let mut gains = Vec::with_capacity(k);
+    // Building the shadow costs about one pass; it pays from a few steps on.
+    let shadow = if k >= 4 && !naive {
+        HalfRows::new(x.data(), d)
+    } else {
+        None
+    };
     for t in 0..k {
         let scale = (t + 1) as f64;
         target
             .iter_mut()
             .zip(mean.iter().zip(&sum))
             .for_each(|(r, (m, s))| *r = (scale * m - s) as f32);
-        let nearest =
-            |start: usize, rows: &[f32], excluded: &[bool]| nearest_row(isa, rows, d, start, excluded, &target);
-        let (_, pick) = reduce_row_chunks(
-            x.data(),
-            d,
-            &selected,
-            (f32::INFINITY, usize::MAX),
-            nearest,
-            argmin_pair,
-        );
+        let (_, pick) = match &shadow {
+            Some(h) => {
+                let padded = h.pad(&target);
+                let nearest = |start: usize, rows: &[f32], excluded: &[bool]| {
+                    h.nearest_row(rows, start, excluded, &target, &padded)
+                };
+                reduce_row_chunks(
+                    x.data(),
+                    d,
+                    &selected,
+                    (f32::INFINITY, usize::MAX),
+                    nearest,
+                    argmin_pair,
+                )
+            }
+            None => {
+                let nearest =
+                    |start: usize, rows: &[f32], excluded: &[bool]| nearest_row(isa, rows, d, start, excluded, &target);
+                reduce_row_chunks(
+                    x.data(),
+                    d,
+                    &selected,
+                    (f32::INFINITY, usize::MAX),
+                    nearest,
+                    argmin_pair,
+                )
+            }
+        };
         // check_k guarantees an unselected row at every step, so `pick` is a real row.
         selected[pick] = true;
         indices.push(pick);
@@ -161,8 +198,61 @@ mod tests {
         assert!(herding(x, 21).is_err() && herding(x, 0).is_err());
     }
 
+    /// Mixture rows: `clusters` centres with spread `scale`, unit noise, rounded to `grid` (0 = no rounding) so
+    /// that exact duplicates and distance ties occur.
+    fn mixture(n: usize, d: usize, clusters: usize, scale: f32, grid: f32, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let centres: Vec<f32> = (0..clusters * d).map(|_| rng.random_range(-scale..scale)).collect();
+        let mut out = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let c = rng.random_range(0..clusters);
+            for j in 0..d {
+                let v = centres[c * d + j] + rng.random_range(-1.0f32..1.0);
+                out.push(if grid > 0.0 { (v / grid).round() * grid } else { v });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn f16_prefilter_equals_the_exact_pass_on_large_and_tied_data() {
+        // Parallel chunks, d not a multiple of 16, and a coarse grid that makes duplicates and exact ties.
+        for (n, d, grid, seed) in [
+            (9000, 37, 0.0, 1),
+            (6000, 96, 0.5, 2),
+            (5000, 5, 1.0, 3),
+            (3000, 130, 0.0, 4),
+        ] {
+            let data = mixture(n, d, 23, 12.0, grid, seed);
+            let x = MatrixView::new(&data, n, d).unwrap();
+            assert_eq!(
+                herding(x, 300).unwrap(),
+                herding_naive(x, 300).unwrap(),
+                "n {n} d {d} grid {grid}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_beyond_f16_range_fall_back_to_the_exact_pass() {
+        let mut data = mixture(2000, 8, 5, 3.0, 0.0, 5);
+        data[77] = 1.0e6;
+        let x = MatrixView::new(&data, 2000, 8).unwrap();
+        assert!(HalfRows::new(&data, 8).is_none());
+        assert_eq!(herding(x, 50).unwrap(), herding_naive(x, 50).unwrap());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn f16_prefilter_equals_the_exact_pass(seed in 0u64..10_000, n in 4usize..400, d in 1usize..40,
+                                                grid in prop::sample::select(vec![0.0f32, 0.25, 1.0])) {
+            let data = mixture(n, d, 1 + (seed % 7) as usize, 8.0, grid, seed);
+            let x = MatrixView::new(&data, n, d).unwrap();
+            let k = 1 + (seed as usize % n);
+            prop_assert_eq!(herding(x, k).unwrap(), herding_naive(x, k).unwrap());
+        }
 
         /// Herding matches the mean better than the average random subset of the same size.
         #[test]

@@ -8,6 +8,7 @@ pub mod distance;
 pub mod error;
 pub mod facility;
 pub mod greedi;
+pub mod half_rows;
 pub mod herding;
 pub mod kcenter;
 pub mod kmeans;
