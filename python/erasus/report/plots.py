@@ -12,6 +12,7 @@ from ..io import atomic_path
 
 Row = Mapping[str, Any]
 METRICS = ("forget_acc", "retain_acc", "test_acc", "mia")
+GAP_LABEL = "avg gap to retrained (lower is better)"
 
 
 def _pyplot():
@@ -21,6 +22,16 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    """Lay out, write ``fig`` to ``path`` as PNG and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
+        fig.savefig(tmp, dpi=110, format="png")
+    _pyplot().close(fig)
+    return path
 
 
 def _label(row: Row) -> str:
@@ -47,12 +58,7 @@ def plot_metric_bars(rows: Sequence[Row], reference: Row | None, path: str | Pat
     ax.set_ylabel("value")
     ax.set_title(title or "metrics per method (dashed: retrained model)")
     ax.legend(fontsize=7, ncol=2, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_pareto(rows: Sequence[Row], path: str | Path, *, title: str = "") -> Path:
@@ -74,14 +80,9 @@ def plot_pareto(rows: Sequence[Row], path: str | Path, *, title: str = "") -> Pa
         ax.legend(fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("time (s, log scale)")
-    ax.set_ylabel("avg gap to retrained (lower is better)")
+    ax.set_ylabel(GAP_LABEL)
     ax.set_title(title or "time versus forgetting")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_coreset_curve(rows: Iterable[Row], path: str | Path, *, title: str = "") -> Path:
@@ -100,15 +101,10 @@ def plot_coreset_curve(rows: Iterable[Row], path: str | Path, *, title: str = ""
         ax.errorbar(np.array(fr) * 100, mean, yerr=std, marker="o", ms=3, capsize=2, label=f"{strategy} / {selector}")
     ax.set_xscale("log")
     ax.set_xlabel("coreset size (% of the forget set, log scale)")
-    ax.set_ylabel("avg gap to retrained (lower is better)")
+    ax.set_ylabel(GAP_LABEL)
     ax.set_title(title or "coreset fraction versus forgetting")
     ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_selection(features: np.ndarray, selections: Mapping[str, np.ndarray], path: str | Path, *,
@@ -132,9 +128,4 @@ def plot_selection(features: np.ndarray, selections: Mapping[str, np.ndarray], p
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or "forget-set features (PCA) and the chosen coreset points")
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:  # a killed run leaves the old figure, never half a PNG
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
