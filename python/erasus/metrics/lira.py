@@ -109,8 +109,30 @@ def train_classifier(model: torch.nn.Module, dataset: Dataset, *, task: Any = No
     return model.eval()
 
 
+class ShadowTraining:
+    """The shadow recipe LiRA and U-LiRA share: shadow ``index`` is ``model_factory()`` under torch seed
+    ``seed * 100_003 + index``, trained by ``train_fn(model, dataset)`` or :func:`train_classifier`."""
+
+    model_factory: Callable[[], torch.nn.Module]
+    train_fn: Callable[[torch.nn.Module, Dataset], torch.nn.Module] | None
+    train_options: dict[str, Any]
+    seed: int
+
+    def _fit_shadow(self, index: int, dataset: Dataset, task: Any, device: torch.device,
+                    collate: Any) -> torch.nn.Module:
+        torch.manual_seed(self.seed * 100_003 + index)
+        shadow = self.model_factory()
+        if not isinstance(shadow, torch.nn.Module):
+            raise ErasusTypeError(f"model_factory() must return a torch.nn.Module, got {type(shadow).__name__}")
+        shadow = shadow.to(device)
+        if self.train_fn is not None:
+            return self.train_fn(shadow, dataset)
+        return train_classifier(shadow, dataset, task=task, seed=self.seed * 100_003 + index, collate_fn=collate,
+                                **self.train_options)
+
+
 @register_metric("lira")
-class LiRAMetric(Metric):
+class LiRAMetric(ShadowTraining, Metric):
     """LiRA membership inference of forget (members) against test (non-members) with shadow models.
 
     ``LiRAMetric(model_factory=..., population=..., n_shadow=8, online=True).compute(model, forget, test)``.
@@ -156,15 +178,7 @@ class LiRAMetric(Metric):
     def _train(self, index: int, dataset: Dataset, task: Any, device: torch.device, collate: Any) -> torch.nn.Module:
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 100_003 + index)
-            shadow = self.model_factory()
-            if not isinstance(shadow, torch.nn.Module):
-                raise ErasusTypeError(f"model_factory() must return a torch.nn.Module, got {type(shadow).__name__}")
-            shadow = shadow.to(device)
-            if self.train_fn is not None:
-                return self.train_fn(shadow, dataset)
-            return train_classifier(shadow, dataset, task=task, seed=self.seed * 100_003 + index,
-                                    collate_fn=collate, **self.train_options)
+            return self._fit_shadow(index, dataset, task, device, collate)
 
     def shadow_confidences(self, model: torch.nn.Module, forget: Any, test: Any) -> tuple[np.ndarray, np.ndarray]:
         """Fit (or reuse) the shadows; return their ``phi`` on forget+test queries (n, S) and the IN mask (n, S)."""

@@ -30,7 +30,7 @@ from ..errors import ErasusTypeError, InvalidInputError
 from ..registry import register_metric
 from .attack import attack_summary
 from .base import Metric
-from .lira import lira_scores, logit_scaled_confidence, train_classifier
+from .lira import ShadowTraining, lira_scores, logit_scaled_confidence
 from .outputs import class_outputs, collect_outputs, model_device, resolve_task
 
 __all__ = ["ULiRAMetric", "u_lira_scores"]
@@ -46,7 +46,7 @@ def u_lira_scores(target: Any, shadow: Any, unlearned_mask: Any, *, fix_variance
 
 
 @register_metric("u_lira")
-class ULiRAMetric(Metric):
+class ULiRAMetric(ShadowTraining, Metric):
     """U-LiRA (Hayes et al. 2024): per-example likelihood-ratio test of the model vs the retrained oracle.
 
     ``ULiRAMetric(model_factory=..., population=..., unlearn_fn=..., n_shadow=8).compute(model, forget,
@@ -101,18 +101,9 @@ class ULiRAMetric(Metric):
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             for s in tqdm(range(self.n_shadow), desc="U-LiRA shadow models", disable=not self.progress):
-                torch.manual_seed(self.seed * 100_003 + s)
-                shadow = self.model_factory()
-                if not isinstance(shadow, torch.nn.Module):
-                    raise ErasusTypeError(f"model_factory() must return a torch.nn.Module, got {type(shadow).__name__}")
-                shadow = shadow.to(device)
                 members = np.flatnonzero(keep[s])
-                train_set = Subset(pool, members.tolist())
-                if self.train_fn is not None:
-                    shadow = self.train_fn(shadow, train_set)
-                else:
-                    shadow = train_classifier(shadow, train_set, task=task, seed=self.seed * 100_003 + s,
-                                              collate_fn=collate, **self.train_options)
+                # the unlearning below continues the shadow's random stream, so no fork per shadow here
+                shadow = self._fit_shadow(s, Subset(pool, members.tolist()), task, device, collate)
                 if self.unlearn_fn is not None:
                     f_in = members[members >= n_pop]
                     r_in = members[members < n_pop]
