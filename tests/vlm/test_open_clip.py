@@ -12,7 +12,7 @@ import erasus
 from erasus.models import CLIPWrapper, clip_parameter_groups
 from erasus.tasks.contrastive import ContrastiveTask
 
-open_clip = pytest.importorskip("open_clip", reason="open-clip-torch is erasus' [vlm] extra; install it to test open_clip")
+open_clip = pytest.importorskip("open_clip", reason="open-clip-torch (erasus[vlm], opt-in: it brings torchvision and timm) is not installed")
 
 
 @pytest.fixture(scope="module")
