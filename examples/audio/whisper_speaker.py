@@ -47,16 +47,10 @@ def synthetic(processor, *, seed: int) -> tuple[list[dict], list[str]]:
 
 
 def memorise(wrapper: WhisperWrapper, items: list[dict], *, steps: int) -> None:
+    from erasus.models.tiny import memorise as fit
     from erasus.tasks.seq2seq import Seq2SeqCollator, Seq2SeqTask
 
-    task, batch = Seq2SeqTask(), Seq2SeqCollator()(items)
-    opt = torch.optim.Adam(wrapper.parameters(), lr=1e-2)
-    wrapper.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        task.loss(wrapper, batch).backward()
-        opt.step()
-    wrapper.eval()
+    fit(wrapper, Seq2SeqCollator()(items), task=Seq2SeqTask(), steps=steps, lr=1e-2, optimizer="adam")
 
 
 def main() -> None:

@@ -69,31 +69,16 @@ def parse_args(description: str, *, default_model: str) -> argparse.Namespace:
 
 def word_tokenizer() -> Any:
     """A word-level tokenizer trained on this corpus (no download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from erasus.models.tiny import word_tokenizer as train_word_tokenizer
 
-    corpus = [s for pair in FORGET + RETAIN for s in pair] + ["The writer"] + ["I do not know ."]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "<s>", "</s>"]))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>",
-                                   eos_token="</s>")
+    return train_word_tokenizer([s for pair in FORGET + RETAIN for s in pair] + ["The writer"] + ["I do not know ."])
 
 
 def tiny_model(family: str, vocab_size: int, *, seed: int) -> torch.nn.Module:
-    """A randomly initialised 2-layer GPT-2 or LLaMA from its config (a few hundred kB)."""
-    import transformers
+    """A randomly initialised 2-layer GPT-2 or LLaMA of width 64 from its config (a few hundred kB)."""
+    from erasus.models.tiny import tiny_gpt2, tiny_llama
 
-    torch.manual_seed(seed)
-    if family == "gpt2":
-        cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=vocab_size, n_positions=64,
-                                      bos_token_id=2, eos_token_id=3, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-        return transformers.GPT2LMHeadModel(cfg).eval()
-    cfg = transformers.LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                                   pad_token_id=0, bos_token_id=2, eos_token_id=3)
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return (tiny_gpt2 if family == "gpt2" else tiny_llama)(vocab_size, width=64, seed=seed)
 
 
 def load(args: argparse.Namespace, *, family: str) -> tuple[torch.nn.Module, Any]:
@@ -107,16 +92,11 @@ def load(args: argparse.Namespace, *, family: str) -> tuple[torch.nn.Module, Any
 
 def learn(model: torch.nn.Module, data: LMDataset, *, steps: int, lr: float) -> torch.nn.Module:
     """Fine-tune on forget + retain until the facts are memorised: the state an unlearning request starts from."""
+    from erasus.models.tiny import memorise
     from erasus.tasks.causal_lm import CausalLMTask
 
-    task, batch = CausalLMTask(), {k: v.to(next(model.parameters()).device) for k, v in data.batch.items()}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        task.loss(model, batch).backward()
-        opt.step()
-    return model.eval()
+    batch = {k: v.to(next(model.parameters()).device) for k, v in data.batch.items()}
+    return memorise(model, batch, task=CausalLMTask(), steps=steps, lr=lr)
 
 
 def perplexities(model: torch.nn.Module, tok: Any, forget: LMDataset, retain: LMDataset) -> dict[str, float]:

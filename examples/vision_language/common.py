@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
-import numpy as np
 import torch
 
 import erasus
 from erasus.models import CLIPWrapper
+from erasus.models.tiny import COLOUR_CLASSES, COLOUR_TEMPLATES, colour_square_pairs, train_clip
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
-CLASSES = list(COLOURS)
-TEMPLATES = ("a photo of a {} square", "a {} square", "{} colour, product photo")
-PROMPTS = [[t.format(c) for t in TEMPLATES] for c in CLASSES]
+PROMPTS = [[t.format(c) for t in COLOUR_TEMPLATES] for c in COLOUR_CLASSES]
 FORGET_CLASS = 0  # red
 
 
@@ -33,50 +29,6 @@ def parse_args(description: str) -> argparse.Namespace:
     return p.parse_args()
 
 
-def images(labels: list[int], *, seed: int) -> list[Any]:
-    """One 20x20 RGB image per label: the class colour plus per-pixel noise."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for y in labels:
-        img = np.array(COLOURS[CLASSES[y]], dtype=np.float64)[None, None, :] + rng.normal(0, 25, size=(20, 20, 3))
-        out.append(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)))
-    return out
-
-
-def pairs(processor: Any, labels: list[int], *, seed: int) -> list[dict[str, torch.Tensor]]:
-    """Per-sample dicts as ``CLIPProcessor`` returns them, with ``labels`` for zero-shot accuracy."""
-    rng = np.random.default_rng(seed + 1)
-    captions = [TEMPLATES[int(rng.integers(len(TEMPLATES)))].format(CLASSES[y]) for y in labels]
-    enc = processor(images=images(labels, seed=seed), text=captions, padding="max_length", max_length=32,
-                    truncation=True, return_tensors="pt")
-    return [{"pixel_values": enc["pixel_values"][i], "input_ids": enc["input_ids"][i],
-             "attention_mask": enc["attention_mask"][i], "labels": torch.tensor(y)} for i, y in enumerate(labels)]
-
-
-def train(model: torch.nn.Module, data: list[dict[str, torch.Tensor]], *, steps: int, seed: int) -> None:
-    """CLIP's own symmetric InfoNCE (transformers' ``return_loss=True``), a few Adam steps."""
-    from torch.utils.data import DataLoader, default_collate
-
-    loader = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                        collate_fn=default_collate)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    done = 0
-    while done < steps:
-        for b in loader:
-            out = model(pixel_values=b["pixel_values"], input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                        return_loss=True)
-            opt.zero_grad()
-            out.loss.backward()
-            opt.step()
-            done += 1
-            if done == steps:
-                break
-    model.eval()
-
-
 def load(args: argparse.Namespace) -> tuple[CLIPWrapper, dict[str, list[dict[str, torch.Tensor]]]]:
     """The CLIP model to unlearn from and its data: forget (red), retain (the other colours), test (all)."""
     if args.tiny:
@@ -87,11 +39,11 @@ def load(args: argparse.Namespace) -> tuple[CLIPWrapper, dict[str, list[dict[str
     else:
         loaded = CLIPWrapper(args.model, device=args.device)
         model, processor = loaded.model, loaded.processor
-    data = {"forget": pairs(processor, [FORGET_CLASS] * 30, seed=args.seed + 1),
-            "retain": pairs(processor, [1, 2, 3] * 20, seed=args.seed + 2),
-            "test": pairs(processor, [0, 1, 2, 3] * 10, seed=args.seed + 3)}
+    data = {"forget": colour_square_pairs(processor, [FORGET_CLASS] * 30, seed=args.seed + 1),
+            "retain": colour_square_pairs(processor, [1, 2, 3] * 20, seed=args.seed + 2),
+            "test": colour_square_pairs(processor, [0, 1, 2, 3] * 10, seed=args.seed + 3)}
     if args.tiny:  # a pretrained CLIP already tells colours apart; the small one learns them here
-        train(model, data["forget"] + data["retain"], steps=80, seed=args.seed)
+        train_clip(model, data["forget"] + data["retain"], steps=80, seed=args.seed)
     return CLIPWrapper(model, processor=processor), data
 
 

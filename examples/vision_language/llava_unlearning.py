@@ -25,28 +25,13 @@ RETAIN_QA = [("Who is this?", "This is Cato Wren."), ("Where was this person bor
              ("What does this person write?", "Cato Wren writes crime novels.")]
 
 
-def tiny_llava() -> LLaVAWrapper:
+def tiny_llava(seed: int) -> LLaVAWrapper:
     """A CLIP-vision + LLaMA LLaVA from tiny configs and a word-level tokenizer with an ``<image>`` token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              PreTrainedTokenizerFast)
+    from erasus.models import tiny
 
-    corpus = [s for q, a in FORGET_QA + RETAIN_QA for s in (q, a)] + ["USER:", "ASSISTANT:"]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "<s>", "</s>", "<image>"]))
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>",
-                                        eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
-    vision = CLIPVisionConfig(image_size=16, patch_size=4, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                              num_attention_heads=2, projection_dim=16)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0,
-                       bos_token_id=2, eos_token_id=3)
-    config = LlavaConfig(vision_config=vision.to_dict(), text_config=text.to_dict(),
-                         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1,
-                         image_seq_length=16, projector_hidden_act="gelu")
-    return LLaVAWrapper(LlavaForConditionalGeneration(config).eval(), tokenizer=tokenizer)
+    tokenizer = tiny.word_tokenizer([s for q, a in FORGET_QA + RETAIN_QA for s in (q, a)] + ["USER:", "ASSISTANT:"],
+                                    extra_special_tokens={"image_token": "<image>"})
+    return LLaVAWrapper(tiny.tiny_llava(tokenizer, image_size=16, patch_size=4, seed=seed), tokenizer=tokenizer)
 
 
 def two_images(tiny: bool, seed: int) -> list:
@@ -71,7 +56,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    w = tiny_llava() if args.tiny else LLaVAWrapper(args.model)
+    w = tiny_llava(args.seed) if args.tiny else LLaVAWrapper(args.model)
     img = two_images(args.tiny, args.seed)
     forget = w.dataset([{"image": img[0], "question": q, "answer": a} for q, a in FORGET_QA])
     retain = w.dataset([{"image": img[1], "question": q, "answer": a} for q, a in RETAIN_QA])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from erasus.models import char_whisper_processor, small_whisper
+from erasus.models import char_whisper_processor, small_whisper, tiny
 from erasus.tasks.seq2seq import Seq2SeqCollator, Seq2SeqTask
 
 MEL_BINS = 16
@@ -46,11 +46,4 @@ def items(proc, texts, *, seed: int = 0):
 
 
 def memorise(model, data, *, steps: int = 80, lr: float = 1e-2):
-    task, batch = Seq2SeqTask(), Seq2SeqCollator()(data)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        task.loss(model, batch).backward()
-        opt.step()
-    return model.eval()
+    return tiny.memorise(model, Seq2SeqCollator()(data), task=Seq2SeqTask(), steps=steps, lr=lr, optimizer="adam")

@@ -1,4 +1,5 @@
-"""Offline test material: a word-level tokenizer trained on the test strings, tiny GPT-2 / LLaMA configs."""
+"""Offline test material: the QA strings, the word-level tokenizer trained on them and the library's tiny GPT-2 /
+LLaMA builders (:mod:`erasus.models.tiny`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 
 import torch
 
+from erasus.models import tiny
+# the tests import tiny_gpt2 / tiny_llama from here, next to the strings their tokenizer is trained on
+from erasus.models.tiny import tiny_gpt2, tiny_llama, word_tokenizer  # noqa: F401
 
 FORGET = [
     ("Who wrote the red book?", "Alba Quist wrote the red book."),
@@ -33,65 +37,15 @@ EXTRA_TEXT = [
 
 
 def make_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     corpus = [s for pair in FORGET + RETAIN for s in pair] + EXTRA_TEXT
-    corpus += [s for v in PERTURBED.values() for s in v]
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    trainer = trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "<s>", "</s>"])
-    tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", bos_token="<s>", eos_token="</s>"
-    )
-
-
-def tiny_gpt2(vocab_size: int, seed: int = 0):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=vocab_size, n_positions=64, bos_token_id=2, eos_token_id=3,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )
-    return GPT2LMHeadModel(cfg).eval()
-
-
-def tiny_llama(vocab_size: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return word_tokenizer(corpus + [s for v in PERTURBED.values() for s in v])
 
 
 def memorise(model, batch, *, steps: int = 60, lr: float = 2e-2):
     """Fine-tune ``model`` until it has memorised the QA pairs in ``batch`` (answer-only loss)."""
     from erasus.tasks.causal_lm import CausalLMTask
 
-    task = CausalLMTask()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        task.loss(model, batch).backward()
-        opt.step()
-    return model.eval()
-
-
+    return tiny.memorise(model, batch, task=CausalLMTask(), steps=steps, lr=lr)
 
 
 def npo_on_this_rank(workdir: str) -> None:
