@@ -166,8 +166,9 @@ def train_clip(model: nn.Module, pairs: Sequence[Mapping[str, torch.Tensor]], *,
 
     if steps <= 0:
         raise InvalidInputError(f"steps must be positive, got {steps}")
-    loader = DataLoader(list(pairs), batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), collate_fn=default_collate)
+    data: Any = list(pairs)  # a list of dicts is a map-style dataset to DataLoader, not to its type stubs
+    loader: DataLoader[Any] = DataLoader(data, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed), collate_fn=default_collate)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     done = 0
