@@ -20,7 +20,11 @@ Protocol, so that a ratio cannot come from the measurement instead of the code:
 * the machine's **stream read bandwidth and SGEMM rate** are measured first, and each row prints what it
   achieved (GB/s or GFLOP/s of the *naive* algorithm's work) as a fraction of that peak: a baseline far
   below arithmetic, or a rate above the peak that pruning does not explain, is a measurement bug;
-* objectives of the implementations are printed side by side and must agree.
+* objectives of the implementations are printed side by side and must agree;
+* one-time costs stay outside the timing: the child loads erasus' selector registry (which imports every
+  built-in selector module) before the clock starts, for every implementation alike. The first ``select``
+  in a fresh process used to include that import — 1.5-2 s once a selector module imported torch at module
+  level — which made erasus look 3-6x slower than it is (k-center 1.73 s instead of 0.29 s, 2026-12-02).
 
 Adding a case is one function: decorate ``def my_case(impl: str) -> Prepared`` with ``@case(...)``; it
 builds its data (untimed) and returns the callable to time, the work it represents and its working set.
@@ -335,6 +339,9 @@ def child(name: str, impl: str, threads: int) -> dict[str, object]:
     if name == "peaks":
         return {"peaks": measure_peaks(threads), "blas": blas}
     prepared = CASES[name].prepare(impl)
+    import erasus
+
+    erasus.list_selectors()  # the lazy registry import happens here, not inside the timed call
     t0, c0 = time.perf_counter(), time.process_time()
     objective = prepared.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

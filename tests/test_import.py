@@ -22,6 +22,21 @@ def test_import_does_not_load_heavy_dependencies():
     assert proc.returncode == 0, proc.stderr
 
 
+def test_array_selection_does_not_load_torch():
+    """Selecting from a numpy array loads the selector registry, which must not import torch (a ~2 s import that
+    a numpy-only user would pay on the first call, and that once made the speed harness time an import)."""
+    proc = run(
+        """
+        import sys, numpy as np, erasus
+        x = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+        for method in ("kcenter", "herding", "facility_location", "craig", "kmeans", "random"):
+            assert len(erasus.select(x, 4, method=method, seed=0)) == 4
+        assert "torch" not in sys.modules, "array selection imported torch"
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_selection_works_when_optional_dependencies_are_missing():
     # Hide every optional dependency from the path finder, as on a bare install where they are absent.
     proc = run(

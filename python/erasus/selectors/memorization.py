@@ -34,12 +34,15 @@ import copy
 from typing import Any, Literal
 
 import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError
 from ..registry import register_selector
 from ..selection import Selection
 from ._common import ContextSelector, as_labels, model_outputs, score_selection
+
+if TYPE_CHECKING:  # torch is imported where it is used: the registry loads every selector, and
+    import torch  # numpy-only selection must not pay torch's ~2 s import
 
 __all__ = ["MemorizationSelector", "symmetric_kl", "confidence_gap", "loss_gap", "feldman_zhang_memorization",
            "heldout_finetune", "split_by_memorization", "PROXIES"]
@@ -49,6 +52,7 @@ Proxy = Literal["heldout_retrain", "confidence_gap", "loss_gap", "feldman_zhang"
 
 
 def _log_softmax(logits: Any) -> torch.Tensor:
+    import torch
     return torch.log_softmax(torch.as_tensor(logits).double(), dim=1)
 
 
@@ -61,12 +65,14 @@ def symmetric_kl(logits: Any, other_logits: Any, *, eps: float = 1e-10) -> np.nd
 
 def confidence_gap(logits: Any, reference_logits: Any, labels: Any) -> np.ndarray:
     """``p_y(model) - p_y(reference)`` per sample: the confidence the sample's own training bought."""
+    import torch
     y = torch.as_tensor(np.asarray(labels)).long().reshape(-1, 1)
     return (_log_softmax(logits).exp().gather(1, y) - _log_softmax(reference_logits).exp().gather(1, y)).reshape(-1).numpy()
 
 
 def loss_gap(logits: Any, reference_logits: Any, labels: Any) -> np.ndarray:
     """``CE(reference) - CE(model)`` per sample."""
+    import torch
     y = torch.as_tensor(np.asarray(labels)).long().reshape(-1, 1)
     return (_log_softmax(logits).gather(1, y) - _log_softmax(reference_logits).gather(1, y)).reshape(-1).numpy()
 
@@ -97,6 +103,7 @@ def heldout_finetune(model: torch.nn.Module, heldout: Any, *, epochs: int = 30, 
                      seed: int = 0, task: Any = None) -> torch.nn.Module:
     """A copy of ``model`` fine-tuned on ``heldout`` with RUM's recipe (SGD; stops after ``patience`` epochs
     without a lower summed epoch loss)."""
+    import torch
     from torch.utils.data import DataLoader
 
     from ..data import as_dataset, collate_of
@@ -152,6 +159,7 @@ class MemorizationSelector(ContextSelector):
                  retain_data: Any = None, n_models: int = 8, subset_ratio: float = 0.7, train_epochs: int = 10,
                  train_lr: float = 1e-3, train_fn: Any = None, finetune_epochs: int = 30, finetune_lr: float = 0.1,
                  batch_size: int | None = None) -> None:
+        import torch
         if proxy not in PROXIES:
             raise InvalidInputError(f"proxy must be one of {PROXIES}, got {proxy!r}")
         if keep not in ("most", "least", "stratified"):
@@ -205,6 +213,7 @@ class MemorizationSelector(ContextSelector):
         return self._feldman_zhang(data, y, task=task)
 
     def _feldman_zhang(self, data: Any, y: np.ndarray, *, task: Any) -> np.ndarray:
+        import torch
         from torch.utils.data import ConcatDataset
 
         from ..data import as_dataset, subset
