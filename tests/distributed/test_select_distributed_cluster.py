@@ -1,5 +1,5 @@
 """select_distributed and extract_feature_shards on a simulated two-node Ray cluster (``ray.cluster_utils.Cluster``
-on loopback): the partition tasks run on both nodes, the same seed gives the same selection every time, and
+on loopback): the partition tasks are spread over the nodes, the same seed gives the same selection every time, and
 feature actors that ask for a GPU are placed on the node that declares one."""
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ def test_same_selection_on_two_nodes_every_time(two_nodes, tmp_path):
         np.testing.assert_array_equal(sel.indices, ids)
         np.testing.assert_array_equal(sel.weights, counts)
         assert sel.objective == pytest.approx(value, rel=1e-9)
-        # every partition's round-1 task reports its node: both simulated nodes did work
-        assert len(sel.metadata["nodes"]) == 4 and set(sel.metadata["nodes"]) == alive
+        # every partition's round-1 task reports the node it ran on. SPREAD scheduling is best effort (a node
+        # whose worker process is still starting gets skipped), so which nodes did work is timing: a clean-clone
+        # CI run once put all four on the head. The selection above must not depend on it; the ids must be real.
+        assert len(sel.metadata["nodes"]) == 4 and set(sel.metadata["nodes"]) <= alive
     kc = select_distributed(x, 16, "kcenter", partitions=4, seed=7, progress=False)
     kc_ids, kc_value, _ = two_rounds_by_hand(x, 16, "kcenter", 4, seed=7)
     np.testing.assert_array_equal(kc.indices, kc_ids)
