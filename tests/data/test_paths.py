@@ -65,3 +65,30 @@ def test_bad_paths(tmp_path):
     np.savez(tmp_path / "odd.npz", a=np.zeros(3), b=np.zeros(3))
     with pytest.raises(erasus.InvalidInputError, match="expected a pair"):
         load_path(tmp_path / "odd.npz")
+
+
+@pytest.mark.parametrize("ext", [".jsonl", ".json"])
+def test_malformed_json_lines_name_the_file_and_line_in_every_loader(tmp_path, ext):
+    """Every JSON(-lines) reader of erasus.data reports a broken line as InvalidInputError with its line number,
+    not as a bare json.JSONDecodeError; the file itself is left as it was."""
+    from erasus.data.llm import read_records
+    from erasus.data.vlm import load_captions
+
+    bad = tmp_path / f"bad{ext}"
+    text = '{"question": "q1", "answer": "a1", "image": "a.png", "caption": "c"}\n\n{"question": "q2", oops}\n'
+    bad.write_text(text)
+    with pytest.raises(erasus.InvalidInputError, match=r"bad\.jsonl? line 3 is not JSON"):
+        read_records(bad)
+    with pytest.raises(erasus.InvalidInputError, match=r"bad\.jsonl? line 3 is not JSON"):
+        load_captions(bad)
+    match = r"line 3 is not JSON" if ext == ".jsonl" else r"bad\.json is not JSON: .*\(line 3\)"
+    with pytest.raises(erasus.InvalidInputError, match=match):
+        load_path(bad)
+    assert bad.read_text() == text
+
+
+def test_jsonl_records_must_be_objects(tmp_path):
+    p = tmp_path / "r.jsonl"
+    p.write_text('{"question": "q"}\n[1, 2]\n')
+    with pytest.raises(erasus.InvalidInputError, match=r"r\.jsonl line 2 must be a JSON object, got list"):
+        load_path(p)

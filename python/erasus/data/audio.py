@@ -13,7 +13,6 @@ column), so a bad row fails at once with its line number instead of mid-training
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ErasusTypeError, InvalidInputError, MissingDependencyError
+from ._records import read_json_lines
 
 __all__ = ["AudioFolder", "load_audio", "resample"]
 
@@ -77,18 +77,7 @@ def _read_rows(table: Path) -> list[dict[str, Any]]:
         with open(table, newline="") as f:
             return list(csv.DictReader(f))
     if table.suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(table.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInputError(f"{table} line {n} is not JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise InvalidInputError(f"{table} line {n} must be a JSON object, got {type(row).__name__}")
-            rows.append(row)
-        return rows
+        return read_json_lines(table)
     raise InvalidInputError(f"transcripts must be a .csv or .jsonl file, got {table.name}")
 
 

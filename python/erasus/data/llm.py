@@ -12,7 +12,6 @@ only when ``path`` is None and the ``datasets`` package is installed.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ErasusTypeError, InvalidInputError, require
 from ..tasks.causal_lm import encode_prompt_answer, pad_encoded
+from ._records import read_json_or_lines
 
 __all__ = [
     "MUSE_SPLITS",
@@ -77,14 +77,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         return [dict(r) for r in pq.read_table(p).to_pylist()]
     if suffix not in (".json", ".jsonl"):
         raise InvalidInputError(f"unsupported data file {p.name}; expected .json, .jsonl or .parquet")
-    text = p.read_text(encoding="utf-8")
-    try:
-        obj: Any = json.loads(text)
-    except json.JSONDecodeError:
-        try:  # JSON lines, whatever the extension says
-            obj = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{p} is neither JSON nor JSON lines: {exc}") from None
+    obj: Any = read_json_or_lines(p)
     if isinstance(obj, Mapping):
         obj = obj["data"] if isinstance(obj.get("data"), list) else [obj]
     if not isinstance(obj, list) or not all(isinstance(r, Mapping) for r in obj):

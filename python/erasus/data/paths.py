@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import InvalidInputError, require
+from ._records import read_json_lines
 
 __all__ = ["load_path", "ImageFolderDataset", "RecordsDataset"]
 
@@ -132,13 +133,16 @@ def _load_file(p: Path) -> Dataset:
 
         return _arrays_to_dataset(load_file(str(p)), p)
     if suffix == ".json":
-        data = json.loads(p.read_text())
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{p} is not JSON: {exc.msg} (line {exc.lineno}); a .jsonl file holds one "
+                                    f"record per line") from None
         if not isinstance(data, list):
             raise InvalidInputError(f"{p} must hold a JSON list of records, got {type(data).__name__}")
         return RecordsDataset(data)
     if suffix == ".jsonl":
-        with p.open() as fh:
-            return RecordsDataset([json.loads(line) for line in fh if line.strip()])
+        return RecordsDataset(read_json_lines(p))
     raise InvalidInputError(
         f"unsupported data file {p.name!r}; expected a folder, .npy, .npz, .safetensors, .json or .jsonl"
     )

@@ -23,7 +23,6 @@ frame stacks first.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import ErasusTypeError, InvalidInputError
+from ._records import read_json_lines
 from .paths import IMAGE_SUFFIXES
 
 __all__ = ["VideoFolderDataset", "sample_frame_indices"]
@@ -173,17 +173,10 @@ class VideoFolderDataset(Dataset):
                     label = row["label"].strip()
                     rows.append((row["clip"].strip(), int(label) if label.lstrip("-").isdigit() else label))
         elif suffix == ".jsonl":
-            with path.open() as fh:
-                for n, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InvalidInputError(f"{path} line {n} is not JSON: {exc}") from None
-                    if not isinstance(rec, dict) or "clip" not in rec or "label" not in rec:
-                        raise InvalidInputError(f"{path} line {n} must be an object with 'clip' and 'label'")
-                    rows.append((str(rec["clip"]), rec["label"]))
+            for n, rec in enumerate(read_json_lines(path, objects=False), 1):
+                if not isinstance(rec, dict) or "clip" not in rec or "label" not in rec:
+                    raise InvalidInputError(f"{path} record {n} must be an object with 'clip' and 'label'")
+                rows.append((str(rec["clip"]), rec["label"]))
         else:
             raise InvalidInputError(f"labels must be a .csv or .jsonl file, got {path.name!r}")
         out = []

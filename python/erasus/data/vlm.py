@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ErasusTypeError, InvalidInputError
+from ._records import read_json_or_lines
 
 __all__ = ["ImageTextDataset", "image_text_data", "load_captions", "load_coco_captions"]
 
@@ -40,11 +41,7 @@ def _records_from_file(path: Path) -> list[dict[str, Any]]:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = [dict(r) for r in csv.DictReader(fh)]
     else:
-        text = path.read_text(encoding="utf-8")
-        try:
-            obj: Any = json.loads(text)
-        except json.JSONDecodeError:
-            obj = [json.loads(line) for line in text.splitlines() if line.strip()]
+        obj: Any = read_json_or_lines(path)
         if isinstance(obj, Mapping) and "annotations" in obj and "images" in obj:
             return load_coco_captions(path)
         rows = obj if isinstance(obj, list) else [obj]
