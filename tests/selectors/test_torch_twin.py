@@ -200,7 +200,8 @@ def test_auto_graph_switches_at_the_threshold():
     below = erasus.select(x, 10, method="facility_location", neighbors=8, graph_threshold=901)
     above = erasus.select(x, 10, method="facility_location", neighbors=8, graph_threshold=900)
     assert below.metadata["graph"] == "exact" and "knn_recall" not in below.metadata
-    assert above.metadata["graph"] == "hnsw" and 0.9 <= above.metadata["knn_recall"] <= 1.0
+    assert above.metadata["graph"] == "ivf" and 0.9 <= above.metadata["knn_recall"] <= 1.0
+    assert 1 <= above.metadata["nprobe"] <= above.metadata["nlist"] == 4  # ceil(900 / 256) cells
     # one objective (exact kNN f) for both sets of picks: the approximate graph loses almost nothing
     assert above.objective == pytest.approx(below.objective, rel=0.01)
 
@@ -221,6 +222,15 @@ def test_bad_input_is_refused_before_any_work():
         erasus.get_selector("facility_location", graph="hnsw")
     with pytest.raises(InvalidInputError, match="graph='exact'"):
         erasus.select(x, 5, method="facility_location", neighbors=4, graph="hnsw", backend="torch")
+    with pytest.raises(InvalidInputError, match="graph='exact'"):
+        erasus.select(x, 5, method="facility_location", neighbors=4, graph="ivf", backend="torch")
+    with pytest.raises(InvalidInputError, match="neighbors=K"):
+        erasus.get_selector("facility_location", graph="ivf")
+    for bad_target in (0.0, 1.5, True, "0.9"):
+        with pytest.raises(InvalidInputError, match=r"recall_target must be a number in \(0, 1\]"):
+            erasus.get_selector("facility_location", neighbors=4, graph="ivf", recall_target=bad_target)
+    with pytest.raises(InvalidInputError, match="nprobe must be >= 1"):
+        erasus.get_selector("facility_location", neighbors=4, graph="ivf", nprobe=0)
     with pytest.raises(MemoryBudgetError, match="10000 bytes"):
         erasus.select(x, 5, method="facility_location", max_dense_bytes=9999, backend="torch")
     with pytest.raises(InvalidInputError, match="exceeds"):
@@ -279,3 +289,57 @@ def test_hnsw_graph_picks_are_within_one_percent_of_the_exact_graph_picks():
     assert approx.metadata["knn_recall"] == pytest.approx(recall, abs=0.03)  # 1000 sampled rows vs all 5000
     assert exact.objective == pytest.approx(f_exact, rel=1e-5)
     assert f_approx >= 0.99 * f_exact
+
+
+def brute_knn(x, neighbors):
+    """Exact neighbour ids and distances in float64 (ties broken by row id)."""
+    x64 = x.astype(np.float64)
+    sq = (x64 * x64).sum(axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x64 @ x64.T, 0.0)
+    ids = np.argsort(d2, axis=1, kind="stable")[:, :neighbors]
+    return ids, np.sqrt(np.take_along_axis(d2, ids, axis=1))
+
+
+@needs_faiss
+def test_ivf_graph_reaches_its_recall_target_against_brute_force():
+    x = mixture(3000, 8, seed=21)
+    ids, dist, info = _ann.ivf_knn_graph(x, 10, recall_target=0.9, threads=1, seed=3)
+    exact, exact_d = brute_knn(x, 10)
+    recall = np.mean([np.intersect1d(a, e).size for a, e in zip(ids, exact)]) / 10
+    assert info["nlist"] == 12 and 1 <= info["nprobe"] < 12  # ceil(3000 / 256) cells, not all of them searched
+    assert info["calibration_recall"] >= 0.9
+    assert recall >= 0.87  # calibrated on 500 rows: the recall over all 3000 is within sampling error of the target
+    assert (ids == np.arange(3000)[:, None]).any(axis=1).all()
+    np.testing.assert_array_equal(dist[ids == np.arange(3000)[:, None]], 0.0)
+    found = ids == exact  # where a neighbour is the exact one at its rank, its distance is the exact distance
+    np.testing.assert_allclose(dist[found], exact_d[found], rtol=1e-4, atol=1e-3)
+    assert _ann.knn_recall(x, ids, sample=3000) == pytest.approx(recall, abs=2e-3)
+
+
+@needs_faiss
+def test_ivf_searching_every_cell_is_the_exact_graph():
+    x = mixture(2000, 6, seed=22, spread=2.0)
+    ids, dist, info = _ann.ivf_knn_graph(x, 12, nprobe=10_000, threads=1)
+    exact, exact_d = brute_knn(x, 12)
+    assert info["nprobe"] == info["nlist"] == 8 and "calibration_recall" not in info
+    np.testing.assert_allclose(np.sort(dist, axis=1), exact_d, rtol=1e-4, atol=1e-3)
+    assert np.mean([np.intersect1d(a, e).size for a, e in zip(ids, exact)]) / 12 > 0.999
+    every = erasus.select(x, 40, method="facility_location", neighbors=12, graph="ivf", nprobe=8)
+    assert every.metadata["knn_recall"] == 1.0 and every.metadata["nprobe"] == 8
+    f_every, _ = exact_knn_objective(x, 12, every.indices)
+    f_exact, _ = exact_knn_objective(x, 12, erasus.select(x, 40, method="facility_location", neighbors=12,
+                                                           graph="exact").indices)
+    assert f_every == pytest.approx(f_exact, rel=1e-6)
+
+
+@needs_faiss
+def test_ivf_graph_picks_are_within_one_percent_of_the_exact_graph_picks_and_repeat():
+    x = mixture(5000, 32, seed=16, clusters=20)
+    exact = erasus.select(x, 200, method="facility_location", neighbors=20, graph="exact")
+    approx = erasus.select(x, 200, method="facility_location", neighbors=20, graph="ivf", recall_target=0.9)
+    again = erasus.select(x, 200, method="facility_location", neighbors=20, graph="ivf", recall_target=0.9)
+    f_exact, _ = exact_knn_objective(x, 20, exact.indices)
+    f_approx, _ = exact_knn_objective(x, 20, approx.indices)
+    assert 0.87 <= approx.metadata["knn_recall"] < 1.0 and approx.metadata["nprobe"] < approx.metadata["nlist"]
+    assert f_approx >= 0.99 * f_exact
+    same_selection(approx, again)  # k-means seeded, exact distances within the cells: the same graph every run

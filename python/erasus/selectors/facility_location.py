@@ -27,9 +27,9 @@ SIMILARITIES = ("craig", "cosine", "rbf")
 OPTIMIZERS = ("naive", "lazy", "stochastic")
 #: default dense budget (4 GiB); above it the dense mode is refused with the bytes it would need
 DEFAULT_MAX_DENSE_BYTES = 4 << 30
-GRAPHS = ("auto", "exact", "hnsw")
-#: n from which ``graph="auto"`` builds the approximate HNSW graph: the exact graph costs n^2 d / 2 flops
-#: (40 s at n = 200k on the 2-core development machine, ~1000 s at 10^6), HNSW about n log n
+GRAPHS = ("auto", "exact", "ivf", "hnsw")
+#: n from which ``graph="auto"`` builds the approximate (IVF) graph: the exact graph costs n^2 d / 2 flops
+#: (40 s at n = 200k on the 2-core development machine, ~1000 s at 10^6), IVF about n * nprobe * 256 * d
 DEFAULT_GRAPH_THRESHOLD = 200_000
 #: rows whose exact neighbours are computed to measure the approximate graph's recall
 RECALL_SAMPLE = 1000
@@ -123,15 +123,20 @@ class FacilityLocationSelector(TorchTwin, Selector):
         partitions: GreeDi shards (Mirzasoleiman et al. 2013); > 1 runs the two-round distributed greedy
             and scores candidates on the all-pairs objective.
         per_class: with ``labels=``, select within each class with ``k`` split proportionally.
-        graph: kNN graph of the sparse mode: ``"exact"`` (blocked GEMM tiles), ``"hnsw"`` (approximate, faiss
-            HNSW32, ``efConstruction`` 64, ``efSearch`` 3.2 K; ``pip install 'erasus-unlearn[select]'``), or ``"auto"``: exact below ``graph_threshold``
-            rows, HNSW from there on (CPU data). With HNSW the neighbour recall, measured against brute force on
-            1000 seeded rows, is reported as ``metadata["knn_recall"]``; the greedy then runs on the approximate
-            graph (exact greedy, torch ops) and the weights are still computed over all pairs. faiss inserts
-            points on several threads, so the HNSW graph (and with it a few picks) can differ between runs unless
-            erasus runs on one thread (``ERASUS_NUM_THREADS=1``); the exact graph is deterministic.
-        graph_threshold: the ``n`` from which ``graph="auto"`` builds the HNSW graph (default 200 000).
+        graph: kNN graph of the sparse mode: ``"exact"`` (blocked GEMM tiles), ``"ivf"`` (approximate, faiss
+            IVF-Flat: k-means cells of ~256 rows, each row searched exactly in its ``nprobe`` nearest cells, with
+            ``nprobe`` calibrated on 500 seeded rows to reach ``recall_target``), ``"hnsw"`` (approximate, faiss
+            HNSW32, ``efConstruction`` 64, ``efSearch`` 3.2 K), or ``"auto"``: exact below ``graph_threshold``
+            rows, IVF from there on (CPU data). The approximate graphs need ``pip install 'erasus-unlearn[select]'``;
+            their neighbour recall, measured against brute force on 1000 other seeded rows, is reported as
+            ``metadata["knn_recall"]`` (IVF also reports ``nlist`` / ``nprobe``); the greedy then runs on the
+            approximate graph (exact greedy, torch ops) and the weights are still computed over all pairs. faiss
+            inserts HNSW points on several threads, so the HNSW graph (and with it a few picks) can differ between
+            runs unless erasus runs on one thread (``ERASUS_NUM_THREADS=1``); the exact graph is deterministic.
+        graph_threshold: the ``n`` from which ``graph="auto"`` builds the IVF graph (default 200 000).
         ef_search: HNSW search beam (default ``3.2 * neighbors``; wider = higher recall, slower).
+        recall_target: the recall@K the IVF graph's ``nprobe`` is calibrated to (default 0.96).
+        nprobe: IVF cells searched per row; ``None`` (default) calibrates it to ``recall_target``.
         backend: ``"auto"`` (the Rust core; a CUDA tensor is selected on its device with torch ops unless the
             stochastic optimizer or ``partitions`` ask for the Rust core), ``"rust"`` or ``"torch"`` (the torch
             twin, exact greedy: the picks of ``optimizer="naive"``/``"lazy"`` up to float ties).
@@ -152,9 +157,11 @@ class FacilityLocationSelector(TorchTwin, Selector):
         partitions: int = 1,
         shuffle_partitions: bool = False,
         per_class: bool | None = None,
-        graph: Literal["auto", "exact", "hnsw"] = "auto",
+        graph: Literal["auto", "exact", "ivf", "hnsw"] = "auto",
         graph_threshold: int = DEFAULT_GRAPH_THRESHOLD,
         ef_search: int | None = None,
+        recall_target: float = 0.96,
+        nprobe: int | None = None,
         backend: Literal["auto", "rust", "torch"] = "auto",
     ) -> None:
         _check_choice("similarity", similarity, SIMILARITIES)
@@ -163,9 +170,14 @@ class FacilityLocationSelector(TorchTwin, Selector):
         _check_choice("graph", graph, GRAPHS)
         _check_int("graph_threshold", graph_threshold, low=1)
         _check_int("ef_search", ef_search, low=1, allow_none=True)
+        _check_int("nprobe", nprobe, low=1, allow_none=True)
+        if isinstance(recall_target, bool) or not isinstance(recall_target, (int, float)) \
+                or not 0.0 < float(recall_target) <= 1.0:
+            raise InvalidInputError(f"recall_target must be a number in (0, 1] (the IVF graph's recall@K), got "
+                                    f"{recall_target!r}")
         check_backend(backend, None)
-        if graph == "hnsw" and neighbors is None:
-            raise InvalidInputError("graph='hnsw' is the sparse mode's graph; pass neighbors=K (e.g. neighbors=50)")
+        if graph in ("ivf", "hnsw") and neighbors is None:
+            raise InvalidInputError(f"graph={graph!r} is the sparse mode's graph; pass neighbors=K (e.g. neighbors=50)")
         if backend == "torch" and (optimizer == "stochastic" or partitions > 1):
             raise InvalidInputError("backend='torch' runs the exact greedy on one partition; use optimizer='lazy' "
                                     "or 'naive' and partitions=1, or backend='rust'")
@@ -173,25 +185,26 @@ class FacilityLocationSelector(TorchTwin, Selector):
         super().__init__(seed=seed, similarity=similarity, gamma=gamma, neighbors=neighbors, optimizer=optimizer,
                          epsilon=epsilon, max_dense_bytes=max_dense_bytes, partitions=partitions,
                          shuffle_partitions=shuffle_partitions, per_class=per_class, graph=graph,
-                         graph_threshold=graph_threshold, ef_search=ef_search, backend=backend)
+                         graph_threshold=graph_threshold, ef_search=ef_search,
+                         recall_target=float(recall_target), nprobe=nprobe, backend=backend)
         self._graphs: list[dict[str, Any]] = []
 
     def _approximate(self, n: int) -> bool:
         o = self.options
         if o["neighbors"] is None or o["graph"] == "exact":
             return False
-        approximate = o["graph"] == "hnsw" or n >= o["graph_threshold"]
+        approximate = o["graph"] in ("ivf", "hnsw") or n >= o["graph_threshold"]
         if approximate and o["graph"] == "auto" and importlib.util.find_spec("faiss") is None:
-            warnings.warn(f"n = {n} >= graph_threshold: the approximate HNSW graph needs faiss-cpu (pip install "
+            warnings.warn(f"n = {n} >= graph_threshold: the approximate IVF graph needs faiss-cpu (pip install "
                           "'erasus-unlearn[select]'); building the exact kNN graph instead (O(n^2 d))", stacklevel=4)
             return False
         if approximate and (o["optimizer"] == "stochastic" or o["partitions"] > 1):
-            raise InvalidInputError(f"the approximate (HNSW) graph is used from n = {o['graph_threshold']} rows on and "
+            raise InvalidInputError(f"the approximate (IVF/HNSW) graph is used from n = {o['graph_threshold']} rows on and "
                                     "runs the exact greedy on one partition; use optimizer='lazy' and partitions=1, "
                                     "or graph='exact'")
         return approximate
 
-    def _run_hnsw(self, x: np.ndarray, k: int) -> CoreResult:
+    def _run_approximate(self, x: np.ndarray, k: int) -> CoreResult:
         from . import _ann, _torch
 
         o = self.options
@@ -202,10 +215,16 @@ class FacilityLocationSelector(TorchTwin, Selector):
         if o["similarity"] == "cosine":
             norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)).astype(np.float32)
             xg = np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0)[:, None], dtype=np.float32)
-        ids, dist = _ann.hnsw_knn_graph(xg, kn, ef_search=o["ef_search"], threads=threads)
+        info: dict[str, Any] = {}
+        if o["graph"] == "hnsw":
+            ids, dist = _ann.hnsw_knn_graph(xg, kn, ef_search=o["ef_search"], threads=threads)
+        else:
+            ids, dist, info = _ann.ivf_knn_graph(
+                xg, kn, recall_target=o["recall_target"], nprobe=o["nprobe"], threads=threads, seed=self.seed,
+                avoid=_ann.recall_rows(n, RECALL_SAMPLE, self.seed))
         recall = _ann.knn_recall(xg, ids, sample=RECALL_SAMPLE, seed=self.seed)
-        self._graphs.append({"graph": "hnsw", "n": n, "neighbors": kn, "knn_recall": recall,
-                             "recall_sample": min(RECALL_SAMPLE, n)})
+        self._graphs.append({"graph": "hnsw" if o["graph"] == "hnsw" else "ivf", "n": n, "neighbors": kn,
+                             "knn_recall": recall, "recall_sample": min(RECALL_SAMPLE, n), **info})
         rows = _torch.Rows(x, n, x.shape[1], n, _torch.cpu_device())
         return _torch.facility_knn(rows, k, neighbors=kn, similarity=o["similarity"], gamma=o["gamma"],
                                    graph=(ids, dist))
@@ -214,7 +233,7 @@ class FacilityLocationSelector(TorchTwin, Selector):
         o = self.options
         n = x.shape[0]
         if self._approximate(n):
-            return self._run_hnsw(x, k)
+            return self._run_approximate(x, k)
         if o["neighbors"] is not None:
             self._graphs.append({"graph": "exact", "n": n, "neighbors": min(o["neighbors"], n)})
         return _core.facility_location(
@@ -239,6 +258,10 @@ class FacilityLocationSelector(TorchTwin, Selector):
                 recalls = [(i["knn_recall"], i["n"]) for i in self._graphs if "knn_recall" in i]
                 if recalls:  # per class: the recall over all sampled rows, classes weighted by size
                     meta["knn_recall"] = float(sum(r * c for r, c in recalls) / sum(c for _, c in recalls))
+                for key in ("nlist", "nprobe"):  # the IVF graph's cells and the calibrated probes, per class a list
+                    values = [i[key] for i in self._graphs if key in i]
+                    if values:
+                        meta[key] = values[0] if len(values) == 1 else values
         finally:
             self._graphs = []
         meta.update(extra)
@@ -265,8 +288,8 @@ class FacilityLocationSelector(TorchTwin, Selector):
         if o["neighbors"] is None:
             return _torch.facility_dense(rows, k, similarity=o["similarity"], gamma=o["gamma"],
                                          max_dense_bytes=int(o["max_dense_bytes"]))
-        if o["graph"] == "hnsw":
-            raise InvalidInputError("graph='hnsw' builds the graph with faiss-cpu on host data; on a tensor use "
+        if o["graph"] in ("ivf", "hnsw"):
+            raise InvalidInputError(f"graph={o['graph']!r} builds the graph with faiss-cpu on host data; on a tensor use "
                                     "graph='exact' (built on its device) or pass a numpy array")
         self._graphs.append({"graph": "exact", "n": n, "neighbors": min(o["neighbors"], n)})
         return _torch.facility_knn(rows, k, neighbors=min(o["neighbors"], n), similarity=o["similarity"],
