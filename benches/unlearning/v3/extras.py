@@ -494,11 +494,11 @@ def table(args) -> None:
         ref, full = r["reference"], r["runs"]["full"]
         print(f"Reference head (refit on the retain features): forget acc {ref['ref_forget_acc']:.4f}, test acc "
               f"{ref['ref_test_acc']:.4f}, residual {ref['refit_residual']:.1e}, refit {ref['refit_cpu_s']:.2f} CPU s; "
-              f"L-BFGS: ||W_lbfgs - W_ref|| = {ref['lbfgs_dist_to_newton_ref']:.1e}. Before removal: Avg. Gap "
-              f"{ref['original']['avg_gap_pts']:.2f} pts, ||W* - W_ref|| = {ref['original']['param_dist']:.4f}, "
+              f"L-BFGS: ‖W_lbfgs - W_ref‖ = {ref['lbfgs_dist_to_newton_ref']:.1e}. Before removal: Avg. Gap "
+              f"{ref['original']['avg_gap_pts']:.2f} pts, ‖W* - W_ref‖ = {ref['original']['param_dist']:.4f}, "
               f"residual {ref['original']['residual_exact']:.4g}.\n")
-        print("| forget gradient | fraction | Avg. Gap (pts) | forget acc | ||W - W_ref||_F | ||W - W_full||_F "
-              "| rel. error of the forget gradient | exact residual ||grad L(W; D')|| | removal (CPU s) | selection (CPU s) |")
+        print("| forget gradient | fraction | Avg. Gap (pts) | forget acc | ‖W - W_ref‖_F | ‖W - W_full‖_F "
+              "| rel. error of the forget gradient | exact residual ‖grad L(W; D')‖ | removal (CPU s) | selection (CPU s) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| full set | 1.0 | {full['avg_gap_pts']:.3f} | {full['forget_acc']:.4f} | {full['param_dist']:.4f} | 0 | 0 "
               f"| {full['residual_exact']:.4g} (bound {full['residual_bound']:.4g}) | {full['cpu_s']:.2f} | - |")
@@ -507,7 +507,7 @@ def table(args) -> None:
             if key != "full":
                 seed, name, frac = key.split("|")
                 groups[(name, float(frac))].append(row)
-        for (name, frac), rows in sorted(groups.items()):
+        for (name, frac), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             print(f"| {name} ({len(rows)} seeds) | {frac:g} | {_ms([x['avg_gap_pts'] for x in rows], '{:.3f}')} "
                   f"| {_ms([x['forget_acc'] for x in rows], '{:.4f}')} | {_ms([x['param_dist'] for x in rows], '{:.4f}')} "
                   f"| {_ms([x.get('dist_to_full') for x in rows], '{:.4f}')} "
