@@ -51,10 +51,10 @@ from torch.utils.data import TensorDataset
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import erasus  # noqa: E402
-from erasus.errors import NonFiniteError, TargetNotReachedWarning  # noqa: E402
-from erasus.experiments.datasets import load_fashion_mnist  # noqa: E402
-from run import BASE_LR, PoolCNN, _accuracy, _uptime  # noqa: E402  (vis's runner: the same model and grid)
+import erasus
+from erasus.errors import NonFiniteError, TargetNotReachedWarning
+from erasus.experiments.datasets import load_fashion_mnist
+from run import BASE_LR, PoolCNN, _accuracy, _uptime
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 
@@ -62,7 +62,7 @@ FRACTIONS = (0.01, 0.05, 0.1, 0.2)
 class Clock:
     """CPU seconds of this process and wall seconds of one block."""
 
-    def __enter__(self) -> Clock:
+    def __enter__(self):
         self.c0, self.w0 = time.process_time(), time.perf_counter()
         return self
 
@@ -132,8 +132,11 @@ def penultimate(model: PoolCNN, ds: TensorDataset) -> torch.Tensor:
 def lbfgs_reference(x: torch.Tensor, y: torch.Tensor, lam: float, b: torch.Tensor, w0: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """The perturbed one-vs-rest objective minimised by scipy's L-BFGS-B (float64): an independent solver."""
     import scipy.optimize
-
-    from erasus.strategies.certified_removal import _signs, objective_grad, objective_value
+    from erasus.strategies.certified_removal import (
+        _signs,
+        objective_grad,
+        objective_value,
+    )
 
     c, d = w0.shape
     s, n = _signs(y, c), x.shape[0]
@@ -149,11 +152,16 @@ def lbfgs_reference(x: torch.Tensor, y: torch.Tensor, lam: float, b: torch.Tenso
 
 def head(args) -> None:
     from erasus.metrics.gap import GAP_KEYS, AvgGapMetric, avg_gap
-    from erasus.strategies.certified_removal import CertifiedRemoval, _newton, _signs, residual_norm
+    from erasus.strategies.certified_removal import (
+        CertifiedRemoval,
+        _newton,
+        _signs,
+        residual_norm,
+    )
 
     torch.set_num_threads(1)
     res = Results(HERE / args.out, vars(args) | {"experiment": "head"})
-    forget, retain, test, is_forget = data(args)
+    forget, retain, test, _ = data(args)
     original = load_model(args.original)
     with Clock() as feat_clock:
         ff, fr, fte = penultimate(original, forget), penultimate(original, retain), penultimate(original, test)
@@ -280,7 +288,7 @@ def _probes(forget: TensorDataset, retain: TensorDataset, test: TensorDataset, s
     return {"forget": sub(forget), "retain": sub(retain), "test": sub(test)}
 
 
-def coreset_features(original: torch.nn.Module, forget: TensorDataset, res: "Results", cache: Path) -> dict:
+def coreset_features(original: torch.nn.Module, forget: TensorDataset, res: Results, cache: Path) -> dict:
     """Penultimate embeddings and 256-d projected per-sample gradients (seed 0) of the forget set, cached."""
     from erasus.selectors.base import features_from_model
 
@@ -324,8 +332,7 @@ def ssd(args) -> None:
     original, oracle = load_model(args.original), load_model(args.oracle)
     cache = Path(args.work) / "ssd"
     cache.mkdir(parents=True, exist_ok=True)
-    params = [p for p in original.parameters() if p.requires_grad]
-    bsz = lambda b: len(b[1])  # noqa: E731
+    bsz = lambda b: len(b[1])
     # I_D once, on the full training data (retain then forget batches, unweighted), as erasus' ssd computes it
     imp_path = cache / "imp_full.pt"
     if imp_path.exists():
@@ -505,7 +512,7 @@ def table(args) -> None:
         groups = defaultdict(list)
         for key, row in r["runs"].items():
             if key != "full":
-                seed, name, frac = key.split("|")
+                _seed, name, frac = key.split("|")
                 groups[(name, float(frac))].append(row)
         for (name, frac), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             print(f"| {name} ({len(rows)} seeds) | {frac:g} | {_ms([x['avg_gap_pts'] for x in rows], '{:.3f}')} "
