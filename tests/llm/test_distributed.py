@@ -140,3 +140,56 @@ def test_accelerate_fsdp_launch_matches_single_process_run(memorised, tmp_path, 
         torch.testing.assert_close(ranks[0]["state"][key], value, rtol=1e-4, atol=1e-6, msg=f"{name}: {key}")
         changed |= not torch.equal(value, model.state_dict()[key])
     assert changed
+
+
+def test_accelerate_deepspeed_zero3_launch_matches_single_process_run(memorised, tmp_path):
+    """``accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml`` with the CPU DeepSpeed config
+    (``deepspeed_zero3_cpu.json``: ZeRO stage 3, no CUDA offload) on 2 gloo processes: accelerate's own
+    ``deepspeed.initialize`` of a model built under ``zero.Init``, then NPO and GradDiff-KL through the engine
+    (``engine.backward`` / ``engine.step``). After 3 steps on each rank's half the gathered weights equal one
+    plain process's run on all rows, the mean of the two ranks' losses is that run's loss, the parameters stay
+    partitioned, the frozen reference holds half the weights and still gives the starting model's logits, the
+    engine's optimizer settings are given back, and refused or failing calls leave the engine as it was."""
+    pytest.importorskip("accelerate")
+    pytest.importorskip("deepspeed", reason="deepspeed is not installed (the `deepspeed` extra)")
+    model, forget, retain = memorised
+    torch.save(model.state_dict(), tmp_path / "start.pt")
+    script = Path(__file__).with_name("accelerate_zero3.py")
+    configs = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    names = ["npo", "grad_diff"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(configs / "deepspeed_zero3.yaml"),
+           "--deepspeed_config_file", str(configs / "deepspeed_zero3_cpu.json"),
+           "--main_process_port", str(_free_port()), str(script), str(tmp_path), *names]
+    # the first run JIT-builds deepspeed's shm_comm op (g++, ninja; minutes on a loaded machine), later ones
+    # load it from ~/.cache/torch_extensions
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    total = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        start_logits = model.eval()(input_ids=forget.batch["input_ids"],
+                                    attention_mask=forget.batch["attention_mask"]).logits
+    for name in names:
+        ranks = [torch.load(tmp_path / f"zero3_{name}_rank{r}.pt") for r in range(2)]
+        for r in ranks:
+            assert r["partitioned"] and r["still_partitioned"] and r["optimizer_kept"] and r["restored"], name
+            errors = r["errors"]
+            assert errors["copy"].startswith("InvalidInputError") and "inplace=True" in errors["copy"]
+            assert errors["optimizer"].startswith("InvalidInputError") and "optimizer='sgd'" in errors["optimizer"]
+            assert errors["rmu"].startswith("ErasusTypeError") and "fsdp.yaml" in errors["rmu"]
+            assert errors["nonfinite"].startswith("NonFiniteError") and "step 1" in errors["nonfinite"]
+            # this rank's partitions: ceil(numel / 2) per parameter
+            assert r["reference_numel"] <= total // 2 + len(r["state"])
+            torch.testing.assert_close(r["reference_logits"], start_logits, rtol=1e-5, atol=1e-5)
+        single = get_strategy(name, **WRAPPED_RUNS[name])
+        out = single.unlearn(model=model, forget_data=forget, retain_data=retain, steps=3, progress=False)
+        mean_loss = [(a + b) / 2 for a, b in zip(ranks[0]["history"], ranks[1]["history"])]
+        torch.testing.assert_close(torch.tensor(mean_loss), torch.tensor(list(single.history_)), rtol=1e-5,
+                                   atol=1e-5)
+        changed = False
+        for key, value in out.named_parameters():
+            torch.testing.assert_close(ranks[0]["state"][key], ranks[1]["state"][key], rtol=0, atol=0)
+            torch.testing.assert_close(ranks[0]["state"][key], value.detach(), rtol=1e-4, atol=1e-6,
+                                       msg=f"{name}: {key}")
+            changed |= not torch.equal(value.detach(), dict(model.named_parameters())[key].detach())
+        assert changed, f"{name} did not change the model: the comparison would be vacuous"

@@ -2,9 +2,10 @@
 ``fully_shard``): which wrapper, the module inside it, the device it computes on, and a reference pass
 at frozen weights that keeps FSDP's sharding.
 
-Under DDP and FSDP the wrapper synchronizes gradients during ``backward`` (DDP all-reduces, FSDP
-reduce-scatters into each rank's shard), so a strategy must not average them again, and the frozen
-reference a method compares against (NPO, RMU, KL retain terms) must not be a full, unsharded copy.
+Under DDP, FSDP and DeepSpeed ZeRO-3 the wrapper synchronizes gradients during ``backward`` (DDP
+all-reduces, FSDP and ZeRO-3 reduce-scatter into each rank's shard), so a strategy must not average them
+again, and the frozen reference a method compares against (NPO, RMU, KL retain terms) must not be a full,
+unsharded copy. ZeRO-3 engines have their own module (:mod:`erasus.distributed.zero3`).
 """
 
 from __future__ import annotations
@@ -48,23 +49,26 @@ def check_supported(model: torch.nn.Module) -> Kind | None:
             "the frozen reference weights; prepare it with FSDP2 (accelerate: fsdp_version: 2, as "
             "configs/accelerate/fsdp.yaml; torch: torch.distributed.fsdp.fully_shard)")
     if kind == "deepspeed":
-        raise ErasusTypeError(
-            "the model is a DeepSpeedEngine: erasus' training loop calls loss.backward() and optimizer.step(), "
-            "which DeepSpeed ZeRO-3 replaces with engine.backward / engine.step; use FSDP2 (configs/accelerate/"
-            "fsdp.yaml) for sharded unlearning (configs/accelerate/deepspeed_zero3.yaml documents the setup)")
+        from .zero3 import check_engine
+
+        check_engine(model)
     return kind
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside DDP (FSDP2 modules are the model itself, with sharded parameters)."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    """The module inside DDP or a DeepSpeedEngine (FSDP2 modules are the model itself, with sharded
+    parameters)."""
+    return model.module if wrapper_kind(model) in ("ddp", "deepspeed") else model
 
 
 def compute_device(model: torch.nn.Module) -> torch.device:
     """Where a wrapped model's forward runs: FSDP2's device (parameters may live on the CPU under
     ``CPUOffloadPolicy``), else the device of the parameters."""
-    if wrapper_kind(model) == "fsdp":
+    kind = wrapper_kind(model)
+    if kind == "fsdp":
         return torch.device(model._get_fsdp_state()._device)  # type: ignore[operator]
+    if kind == "deepspeed":
+        return torch.device(model.device)
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
 

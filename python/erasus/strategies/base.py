@@ -323,6 +323,7 @@ class Run:
         optimizer: torch.optim.Optimizer | None = None,
         before_step: Callable[[], None] | None = None,
         stoppable: bool = True,
+        max_grad_norm: float | None = None,
     ) -> None:
         """``num_steps`` optimizer steps of ``loss_fn(step)``; records the losses in ``history``.
 
@@ -332,17 +333,27 @@ class Run:
         With an ``until=`` rule, a ``stoppable`` phase (a forgetting phase) checks the probe every
         ``until["every"]`` optimizer steps and after its last step, and ends as soon as the target is met; later
         stoppable phases are then skipped. Phases that restore utility after forgetting (retain repair) pass
-        ``stoppable=False`` and run their whole budget.
+        ``stoppable=False`` and run their whole budget. ``max_grad_norm`` clips the total L2 norm of the
+        stepped gradients after ``before_step``.
+
+        A DeepSpeed ZeRO-3 engine is stepped through ``engine.backward`` / ``engine.step`` with its own optimizer
+        given this run's hyperparameters and a fresh state (:class:`erasus.distributed.zero3.EngineSession`);
+        its gradients are partitioned inside that optimizer, so ``optimizer=`` (a method's own optimizer over
+        some parameters) and ``before_step`` (gradient edits) are refused, and the clipping is the engine's.
         """
         from tqdm.auto import tqdm
 
         rule = self.until if stoppable else None
         if rule is not None and rule.met:
             return
-        opt = optimizer or self.make_optimizer(self.trainable(model))
         if world_size() > 1:
             # a rank that runs one step more than the others would wait forever in a collective
             all_ranks_agree(num_steps, what=f"the number of {self.strategy_name} steps ({desc})")
+        if wrapper_kind(model) == "deepspeed":
+            self._train_engine(model, loss_fn, num_steps=num_steps, desc=desc, optimizer=optimizer,
+                               before_step=before_step, rule=rule, max_grad_norm=max_grad_norm)
+            return
+        opt = optimizer or self.make_optimizer(self.trainable(model))
         stepped = [p for group in opt.param_groups for p in group["params"]]
         # a DDP / FSDP2 wrapper syncs in backward; a module trained inside one (RMU under DDP) does not
         sync = self.replicas is not None and wrapper_kind(model) is None
@@ -357,16 +368,56 @@ class Run:
                 self.replicas.average_gradients(stepped)  # type: ignore[union-attr]
             if before_step is not None:
                 before_step()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(stepped, max_grad_norm)
             opt.step()
             if sync:
                 self.replicas.broadcast(model, buffers_only=True)  # type: ignore[union-attr]
-            value = float(loss.detach())
-            self.history.append(value)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-            self.global_step += 1
-            if rule is not None and (rule.due(self.global_step) or step == num_steps - 1) \
-                    and rule.check(model, step=self.global_step):
+            if self._record(loss, bar, rule, model, step, num_steps):
                 break
+
+    def _record(self, loss: torch.Tensor, bar: Any, rule: StoppingRule | None, model: torch.nn.Module, step: int,
+                num_steps: int) -> bool:
+        """Log one step's loss; True when the stopping rule says the phase is over."""
+        value = float(loss.detach())
+        self.history.append(value)
+        bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        self.global_step += 1
+        return rule is not None and (rule.due(self.global_step) or step == num_steps - 1) \
+            and rule.check(model, step=self.global_step)
+
+    def _train_engine(self, engine: Any, loss_fn: Callable[[int], torch.Tensor], *, num_steps: int, desc: str,
+                      optimizer: torch.optim.Optimizer | None, before_step: Callable[[], None] | None,
+                      rule: StoppingRule | None, max_grad_norm: float | None) -> None:
+        """:meth:`train` on a DeepSpeed ZeRO-3 engine (its own optimizer, backward and step)."""
+        from tqdm.auto import tqdm
+
+        from ..distributed.zero3 import EngineSession
+
+        if optimizer is not None or before_step is not None:
+            what = "builds its own optimizer over chosen parameters" if optimizer is not None \
+                else "edits the gradients before each step"
+            raise ErasusTypeError(
+                f"strategy {self.strategy_name!r} {what} ({desc}), which a DeepSpeed ZeRO-3 engine cannot do: its "
+                "gradients and optimizer are partitioned inside the engine. Prepare the model with FSDP2 "
+                "(configs/accelerate/fsdp.yaml) for this method")
+        self.trainable(engine)  # refuses a model with nothing to train
+        # the optimizer erasus would build: its kind and hyperparameters are given to the engine's
+        session = EngineSession(engine, self.make_optimizer([torch.nn.Parameter(torch.zeros(1))]),
+                                max_grad_norm=max_grad_norm, strategy=self.strategy_name)
+        try:
+            engine.train()
+            bar = tqdm(range(num_steps), desc=f"{self.strategy_name}: {desc}", disable=not self.progress,
+                       leave=False)
+            for step in bar:
+                loss = loss_fn(step)
+                check_finite_loss(loss, strategy=self.strategy_name, desc=desc, step=step, lr=self.lr)
+                session.step(loss)
+                if self._record(loss, bar, rule, engine, step, num_steps):
+                    break
+        finally:
+            session.close()
+
 
 
 class UnlearningStrategy(abc.ABC):
@@ -696,7 +747,11 @@ def _check_labels_before_work(task: Task, model: torch.nn.Module, forget: Any, r
         check_label_range(y, n, where=f" in the {name} set")
 
 
-def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
+def _snapshot(model: torch.nn.Module) -> Any:
+    if wrapper_kind(model) == "deepspeed":
+        from ..distributed.zero3 import EngineSnapshot
+
+        return EngineSnapshot(model)  # ZeRO-3 parameters are empty outside a forward: this rank's partitions
     return {
         "device": [(p, p.device) for p in itertools.chain(model.parameters(), model.buffers())],
         "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict(keep_vars=False).items()},
@@ -706,8 +761,11 @@ def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
-def _restore(model: torch.nn.Module, snapshot: dict[str, Any] | None) -> None:
+def _restore(model: torch.nn.Module, snapshot: Any) -> None:
     if snapshot is None:
+        return
+    if not isinstance(snapshot, dict):
+        snapshot.restore()
         return
     with torch.no_grad():
         for t, dev in snapshot["device"]:

@@ -112,6 +112,10 @@ class FrozenReference:
         self.sharded = None
         if not self.peft and wrapper_kind(model) == "fsdp":
             self.sharded = ShardedReference(model)
+        elif not self.peft and wrapper_kind(model) == "deepspeed":
+            from ...distributed.zero3 import Zero3Reference
+
+            self.sharded = Zero3Reference(model)
         elif not self.peft:
             original = run.original
             first = next(original.parameters())
@@ -216,6 +220,10 @@ class LLMStrategy(UnlearningStrategy):
         def before_step() -> None:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)  # type: ignore[arg-type]
 
+        if wrapper_kind(model) == "deepspeed":  # ZeRO-3 gradients live in the engine: it clips them
+            run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer,
+                      max_grad_norm=max_grad_norm)
+            return
         # Run.train averages the gradients over processes first (plain models), so the clip sees the mean
         run.train(model, wrapped, num_steps=num_steps, desc=desc, optimizer=optimizer,
                   before_step=before_step if max_grad_norm is not None else None)
