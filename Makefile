@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.erasus-deps
 EXT    := $(VENV)/.erasus-ext
-EXTRAS ?= dev,llm,dp,gpu,select,distributed,diffusion,docs,audio
+EXTRAS ?= dev,llm,dp,gpu,select,distributed,deepspeed,diffusion,docs,audio
 # slow = real-model tests (minutes on a CPU); `make test PYTEST_ARGS=` runs them too
 PYTEST_ARGS ?= -m "not slow"
 RUST_SRC := $(shell find rust -name '*.rs' 2>/dev/null) Cargo.toml Cargo.lock rust/erasus-core/Cargo.toml rust/erasus-py/Cargo.toml

@@ -39,6 +39,14 @@ __all__ = ["EngineSession", "EngineSnapshot", "Zero3Reference", "check_engine"]
 _KINDS = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}
 
 
+def _kind(optimizer: torch.optim.Optimizer) -> str | None:
+    """``"sgd"``, ``"adam"`` or ``"adamw"`` for the engine's base optimizer; DeepSpeedCPUAdam (what DeepSpeed
+    substitutes under ``offload_optimizer``) is Adam or AdamW by its ``adamw_mode``."""
+    if type(optimizer).__name__ == "DeepSpeedCPUAdam":
+        return "adamw" if getattr(optimizer, "adamw_mode", True) else "adam"
+    return _KINDS.get(type(optimizer))
+
+
 def check_engine(engine: Any) -> None:
     """Raise unless erasus can train ``engine`` step for step: ZeRO stage 3, an optimizer, one micro-step per
     optimizer step, no fp16 loss scaling (it skips steps on overflow), partitions in memory (not NVMe)."""
@@ -120,7 +128,7 @@ class EngineSession:
         check_engine(engine)
         opt = engine.optimizer
         base = opt.optimizer
-        kind = _KINDS.get(type(base))
+        kind = _kind(base)
         want = _KINDS[type(reference)]
         if kind is None:
             raise InvalidInputError(
@@ -129,16 +137,15 @@ class EngineSession:
         if kind != want:
             raise InvalidInputError(
                 f"strategy {strategy!r} trains with optimizer={want!r}, but the DeepSpeedEngine steps "
-                f"torch.optim.{type(base).__name__} and erasus uses the engine's own optimizer (its partitions hold the fp32 "
+                f"{type(base).__name__} and erasus uses the engine's own optimizer (its partitions hold the fp32 "
                 f"master weights): pass optimizer={kind!r} to the strategy, or prepare the engine with the "
                 f"optimizer the strategy names")
         self.engine, self.opt = engine, opt
         self.saved_groups = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
         self.saved_state = opt.optimizer.state
         self.saved_scheduler, self.saved_clip = engine.lr_scheduler, opt.clip_grad
-        defaults = {k: v for k, v in reference.defaults.items() if k in reference.param_groups[0]}
-        for g in opt.param_groups:
-            g.update(copy.deepcopy(defaults))
+        for g in opt.param_groups:  # the hyperparameters both optimizers have (DeepSpeedCPUAdam: lr, betas, ...)
+            g.update({k: copy.deepcopy(v) for k, v in reference.defaults.items() if k in g})
         opt.optimizer.state = defaultdict(dict)
         engine.lr_scheduler = None
         opt.clip_grad = float(max_grad_norm) if max_grad_norm is not None else 0.0

@@ -10,7 +10,8 @@ number of steps (checked before the first one):
   (``inplace=True``) through its wrapper, which synchronizes gradients in ``backward``; erasus adds no
   all-reduce of its own. The frozen reference is a plain copy under DDP and, under FSDP2, this rank's copy
   of its parameter shards, swapped in for the reference forward
-  (:class:`erasus.distributed.wrappers.ShardedReference`), so it is sharded like the model.
+  (:class:`erasus.distributed.wrappers.ShardedReference`), so it is sharded like the model; ZeRO-3 likewise
+  (:class:`erasus.distributed.zero3.Zero3Reference`).
 - a plain model under an initialized process group: the shared loop (:meth:`erasus.strategies.base.Run.train`,
   for every strategy) starts every replica from rank 0's weights and averages gradients across processes
   (``all_reduce``) before every optimizer step, so the replicas stay identical. For example::
@@ -36,8 +37,10 @@ With a prepared model instead::
 
 Accelerate runs FSDP only with accelerators (on CPUs it sets up no FSDP); ``tests/llm/accelerate_fsdp.py``,
 launched with ``configs/accelerate/fsdp.yaml`` on 2 gloo processes, lifts only that gate and the CUDA-pinned
-offload, so accelerate's own ``fsdp2_prepare_model`` shards the model. DeepSpeed ZeRO-3 engines are refused
-(see ``configs/accelerate/deepspeed_zero3.yaml``).
+offload, so accelerate's own ``fsdp2_prepare_model`` shards the model. A DeepSpeed ZeRO-3 engine
+(``configs/accelerate/deepspeed_zero3.yaml``) is trained through ``engine.backward`` / ``engine.step`` with its
+own optimizer, and its frozen reference is this rank's copy of the starting partitions
+(:mod:`erasus.distributed.zero3`); ``tests/llm/accelerate_zero3.py`` is the tested 2-process CPU script.
 """
 
 from __future__ import annotations
