@@ -19,6 +19,10 @@ Unlearning (NPO with a KL retain term, OpenUnlearning's ``NPO`` + ``retain_loss_
 * record: the full set for ``--record-steps`` steps, 10% coresets for the same number of steps (the "same steps"
   comparison of the issue), then the coresets again with ``until`` = the full run's forget perplexity.
 
+Fine-tuning and unlearning train only the last ``--train-blocks`` (6) blocks and the final norm (see
+:func:`freeze_below`). ``--eval-sets holdout,retain_eval`` evaluates only those sets after each concept run (the
+forget side is then the probe's last value in ``until``): a pass over the 500 forget quotes is expensive.
+
 Phases (``--phase``): ``finetune`` (both start models), ``concept``, ``record``; results are JSON under ``--out-dir``
 rewritten after every run.
 """
