@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import RETAIN_CATEGORIES, evaluate, finetune, read_quotes  # noqa: E402  (benches/llm/run.py)
+from run import RETAIN_CATEGORIES, evaluate, finetune, read_quotes
 
 RECORD_CATEGORIES = ("literature", "humorists", "politics", "miscellaneous", "men-women", "platitudes", "zippy",
                      "cookie", "art", "fortunes", "knghtbrd", "linux", "perl", "songs-poems", "drugs", "ethnic",
@@ -103,9 +103,8 @@ def ft_options(args: argparse.Namespace, regime: str) -> dict[str, Any]:
 def start_model(args: argparse.Namespace, regime: str, quotes: dict[str, list[str]], sets: dict[str, Any]
                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The fine-tuned start model of one regime, cached per (forget quotes, fine-tuning options)."""
-    from safetensors.torch import load_model, save_model
-
     from erasus.models import load_smollm2
+    from safetensors.torch import load_model, save_model
 
     opts = ft_options(args, regime)
     key = json.dumps(["v3", quotes["forget"], opts], sort_keys=True).encode()
