@@ -219,3 +219,40 @@ def test_a_diverging_run_keeps_its_probes_and_the_model(wine):
     assert [c["step"] for c in ga.history_.checks] == list(range(len(ga.history_) + 1))
     for k, v in wine["model"].state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def test_cpu_seconds_exclude_the_probe(wine, monkeypatch):
+    """``cpu_s`` (process CPU seconds, probes excluded): the probe's own CPU, measured inside it, plus the last
+    check's ``cpu_s`` fit inside the CPU seconds measured around the whole call (disjoint spans of one clock);
+    a probe counted in ``cpu_s`` would break that, since each probe here burns more CPU than the training."""
+    import time
+
+    from erasus.strategies.until import StoppingRule
+
+    spent: list[float] = []
+    plain = StoppingRule.value
+
+    def slow_value(self, model):
+        c0 = time.process_time()
+        out = plain(self, model)
+        a = torch.full((200, 200), 1.0 / 200, dtype=torch.float64)
+        for _ in range(60):  # deterministic work, far more than one training step of this MLP
+            a = a @ a + 1e-3
+        spent.append(time.process_time() - c0)
+        return out
+
+    monkeypatch.setattr(StoppingRule, "value", slow_value)
+    x, y = wine["forget"]
+    ga = erasus.get_strategy("gradient_ascent", batch_size=len(y))
+    c0 = time.process_time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TargetNotReachedWarning)
+        ga.unlearn(model=wine["model"], forget_data=(x, y), lr=1e-4, steps=12, progress=False,
+                   until={"metric": "forget_accuracy", "below": 0.0, "every": 2})
+    outer = time.process_time() - c0
+    cpu = [c["cpu_s"] for c in ga.history_.checks]
+    assert len(cpu) == len(spent) == 7  # step 0, then every 2 steps up to 12
+    assert cpu[0] == 0.0 and all(b >= a for a, b in zip(cpu, cpu[1:]))
+    assert cpu[-1] + sum(spent) <= outer, (cpu, spent, outer)
+    assert ga.history_.until["cpu_s"] == cpu[-1]
+    assert ga.history_.until["probe_cpu_s"] >= sum(spent)  # measured around the probe, so it holds it

@@ -40,7 +40,7 @@ from erasus.selectors._common import ContextSelector
 from erasus.selectors.base import features_from_model
 
 HERE = Path(__file__).resolve().parent
-CACHE = HERE.parent / ".cache" / "v3"
+CACHE = Path(os.environ.get("ERASUS_V3_CACHE") or HERE.parent / ".cache" / "v3")  # --cache-dir overrides
 BASE_LR = {"gradient_ascent": 2e-3, "grad_diff": 5e-3, "scrub": 5e-3, "salun": 1e-2, "finetune": 2e-2}
 
 
@@ -88,11 +88,12 @@ def _make(arch: str) -> torch.nn.Module:
 
 
 def _trained(name: str, data: TensorDataset, *, seed: int, epochs: int, arch: str, lr: float, weight_decay: float,
-             log) -> tuple[torch.nn.Module, float]:
-    """Train (or load from the cache) a model; returns it with its training seconds.
+             lr_drop_at: int, log) -> tuple[torch.nn.Module, float]:
+    """Train (or load from the cache) a model; returns it with its training seconds (LOADED wall).
 
-    Adam, batch 128, ``epochs`` shuffled passes. The model, optimizer and elapsed seconds are checkpointed after
-    every epoch, so a killed run resumes where it stopped (its seconds are the sum over the epochs' runs).
+    Adam, batch 128, ``epochs`` shuffled passes; from epoch ``lr_drop_at`` (0-based; 0 = never) on, lr / 10.
+    The model, optimizer and elapsed seconds (wall and this process's CPU) are checkpointed after every epoch,
+    so a killed run resumes where it stopped (its seconds are the sum over the epochs' runs).
     """
     CACHE.mkdir(parents=True, exist_ok=True)
     path, meta, ckpt = CACHE / f"{name}.pt", CACHE / f"{name}.json", CACHE / f"{name}.ckpt"
@@ -102,15 +103,17 @@ def _trained(name: str, data: TensorDataset, *, seed: int, epochs: int, arch: st
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), float(json.loads(meta.read_text())["train_s"])
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    done, seconds = 0, 0.0
+    done, seconds, cpu = 0, 0.0, 0.0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        done, seconds = int(state["epoch"]), float(state["seconds"])
+        done, seconds, cpu = int(state["epoch"]), float(state["seconds"]), float(state.get("cpu_s", 0.0))
     model.train()
     for epoch in range(done, epochs):
-        t0 = time.perf_counter()
+        for group in opt.param_groups:  # set from the epoch index, so a resumed run follows the same schedule
+            group["lr"] = lr * (0.1 if lr_drop_at and epoch >= lr_drop_at else 1.0)
+        t0, c0 = time.perf_counter(), time.process_time()
         # one generator per epoch, so a resumed run shuffles exactly as an uninterrupted one
         loader = torch.utils.data.DataLoader(data, batch_size=128, shuffle=True,
                                              generator=torch.Generator().manual_seed(seed * 1000 + epoch))
@@ -119,14 +122,16 @@ def _trained(name: str, data: TensorDataset, *, seed: int, epochs: int, arch: st
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
         seconds += time.perf_counter() - t0
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1, "seconds": seconds},
-                   ckpt)
-        log(f"{name}: epoch {epoch + 1}/{epochs} done, {seconds:.0f}s so far")
+        cpu += time.process_time() - c0
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1, "seconds": seconds,
+                    "cpu_s": cpu}, ckpt)
+        log(f"{name}: epoch {epoch + 1}/{epochs} done, {seconds:.0f}s wall (LOADED), {cpu:.0f} CPU s so far")
     torch.save(model.state_dict(), path)
-    meta.write_text(json.dumps({"train_s": seconds, "load": _uptime(), "epochs": epochs, "lr": lr,
-                                "weight_decay": weight_decay, "n": len(data)}))
+    meta.write_text(json.dumps({"train_s": seconds, "train_cpu_s": cpu, "load": _uptime(), "epochs": epochs,
+                                "lr": lr, "lr_drop_at": lr_drop_at, "weight_decay": weight_decay, "n": len(data),
+                                "threads": torch.get_num_threads()}))
     ckpt.unlink()
-    log(f"trained {name} in {seconds:.0f}s (load {_uptime()})")
+    log(f"trained {name} in {seconds:.0f}s wall (LOADED), {cpu:.0f} CPU s (load {_uptime()})")
     return model.eval(), seconds
 
 
@@ -143,6 +148,10 @@ def main() -> None:
     ap.add_argument("--arch", choices=["mlp", "cnn", "cnn2"], default="mlp")
     ap.add_argument("--train-lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=5e-4)
+    ap.add_argument("--lr-drop-at", type=int, default=0,
+                    help="0-based epoch from which the training lr is divided by 10 (0: constant lr)")
+    ap.add_argument("--cache-dir", help="where trained models are cached (default $ERASUS_V3_CACHE, else "
+                                        "benches/unlearning/.cache/v3)")
     ap.add_argument("--train-only", choices=["original", "oracle", "both"],
                     help="train (and cache) these models, then stop (two processes may train the two at once)")
     ap.add_argument("--model-seed", type=int, default=0,
@@ -161,6 +170,9 @@ def main() -> None:
     ap.add_argument("--probe", type=int, default=500)
     ap.add_argument("--out", default=str(HERE / "results.json"))
     args = ap.parse_args()
+    global CACHE
+    if args.cache_dir:
+        CACHE = Path(args.cache_dir)
     torch.set_num_threads(1)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {"runs": {}, "seeds": {}}
@@ -196,9 +208,9 @@ def main() -> None:
     log(f"Fashion-MNIST {len(ytr)} train / {len(yte)} test; forget {what}: {len(forget)} images")
 
     tag = (f"{args.arch}_n{len(ytr)}_e{args.epochs}_lr{args.train_lr:g}_wd{args.weight_decay:g}"
-           f"_s{args.model_seed}")
+           + (f"_drop{args.lr_drop_at}" if args.lr_drop_at else "") + f"_s{args.model_seed}")
     recipe = {"epochs": args.epochs, "arch": args.arch, "lr": args.train_lr, "weight_decay": args.weight_decay,
-              "log": log}
+              "lr_drop_at": args.lr_drop_at, "log": log}
     if args.train_only != "oracle":
         original, train_s = _trained(f"original_{tag}", TensorDataset(xtr, ytr), seed=args.model_seed, **recipe)
         log(f"original: test acc {_accuracy(original, xte, yte):.4f} ({train_s:.0f}s)")

@@ -20,7 +20,9 @@ A rule is a dict:
 The probe is evaluated once on the caller's model before any step (so a bad rule fails before any work and the
 trajectory starts at step 0), then in evaluation mode, without gradients and without touching the training RNG,
 so a run with ``until`` follows the same trajectory as the same run without it up to the step where it stops.
-``elapsed_s`` is the wall time since the method started, probe evaluations excluded.
+``elapsed_s`` is the wall time since the method started, probe evaluations excluded; ``cpu_s`` the same span in
+CPU seconds of this process (``time.process_time()``: every thread's, so a run limited to one thread measures
+its own work, which the machine's load inflates far less than the wall clock).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ _SPLITS = ("forget", "retain", "test")
 class History(list):  # type: ignore[type-arg]
     """The loss of every optimizer step (a plain list of floats, as without ``until``) plus the stopping record.
 
-    ``checks``: one dict per probe evaluation, ``{"step", "elapsed_s", "value", "met"}`` (step 0 is before
+    ``checks``: one dict per probe evaluation, ``{"step", "elapsed_s", "cpu_s", "value", "met"}`` (step 0 is before
     training). ``until``: the rule's summary (``metric``, ``target``, ``reached``, ``step``, ``elapsed_s``,
     ``value``, ``cap``), or ``None`` when the run had no rule.
     """
@@ -172,6 +174,8 @@ class StoppingRule:
         self.cap: int | None = None
         self._started = time.perf_counter()
         self._probe_s = self._probe_offset = 0.0
+        self._started_cpu = time.process_time()
+        self._probe_cpu = self._probe_cpu_offset = 0.0
 
     # -------------------------------------------------------------------------------------- evaluation
     def value(self, model: torch.nn.Module) -> float:
@@ -213,6 +217,8 @@ class StoppingRule:
         """Evaluate the untouched model (step 0): validates the rule on real outputs before any step."""
         self._started = time.perf_counter()
         self._probe_s = self._probe_offset = 0.0
+        self._started_cpu = time.process_time()
+        self._probe_cpu = self._probe_cpu_offset = 0.0
         self.checks, self.step, self.met = [], 0, False
         self.check(model, step=0)
 
@@ -220,26 +226,30 @@ class StoppingRule:
         """Start ``elapsed_s`` at the method's start (after the step-0 probe and the model copy)."""
         self._started = time.perf_counter()
         self._probe_offset = self._probe_s
+        self._started_cpu = time.process_time()
+        self._probe_cpu_offset = self._probe_cpu
 
     def check(self, model: torch.nn.Module, *, step: int) -> bool:
         """Evaluate the probe after ``step`` optimizer steps; returns (and remembers) whether the target is met."""
         elapsed = time.perf_counter() - self._started - (self._probe_s - self._probe_offset)
-        t0 = time.perf_counter()
+        cpu = time.process_time() - self._started_cpu - (self._probe_cpu - self._probe_cpu_offset)
+        t0, c0 = time.perf_counter(), time.process_time()
         value = self.value(model)
         self._probe_s += time.perf_counter() - t0
+        self._probe_cpu += time.process_time() - c0
         self.step, self.met = step, self.is_met(value)
-        self.checks.append({"step": step, "elapsed_s": max(elapsed, 0.0) if step else 0.0, "value": value,
-                            "met": self.met})
+        self.checks.append({"step": step, "elapsed_s": max(elapsed, 0.0) if step else 0.0,
+                            "cpu_s": max(cpu, 0.0) if step else 0.0, "value": value, "met": self.met})
         return self.met
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
     def summary(self) -> dict[str, Any]:
-        last = self.checks[-1] if self.checks else {"step": 0, "elapsed_s": 0.0, "value": float("nan")}
+        last = self.checks[-1] if self.checks else {"step": 0, "elapsed_s": 0.0, "cpu_s": 0.0, "value": float("nan")}
         return {"metric": self.key, "target": f"{self.direction} {self.threshold:g}", "reached": self.met,
-                "step": last["step"], "elapsed_s": last["elapsed_s"], "value": last["value"], "cap": self.cap,
-                "every": self.every, "probe_s": self._probe_s}
+                "step": last["step"], "elapsed_s": last["elapsed_s"], "cpu_s": last["cpu_s"], "value": last["value"],
+                "cap": self.cap, "every": self.every, "probe_s": self._probe_s, "probe_cpu_s": self._probe_cpu}
 
 
 def _cuda_devices(model: torch.nn.Module) -> list[torch.device]:
