@@ -298,3 +298,44 @@ def test_boundary_shrink_neighbour_labels_match_a_manual_fgsm(digits):
         logits = model(digits.x_forget + 0.1 * gx.sign())
     logits[torch.arange(len(logits)), digits.y_forget] = -float("inf")
     assert torch.equal(s.info_["neighbour_labels"], logits.argmax(1))
+
+
+def test_ssd_with_a_precomputed_full_importance_matches_float64_on_a_coreset(digits):
+    """I_D computed once on the whole training set (retain + all of the forget set), I_Df on a coreset: the
+    dampened weights are the float64 formula's, and a malformed I_D is refused with the model untouched."""
+    alpha, lam = 1.5, 0.8
+    ref = copy.deepcopy(digits.original).double()
+    params = list(ref.parameters())
+
+    def sq_grad(x, y):
+        loss = torch.nn.functional.cross_entropy(ref(x.double()), y)
+        return [g * g for g in torch.autograd.grad(loss, params)]
+
+    xf, yf = digits.forget
+    core = (xf[::5], yf[::5])  # a fifth of the forget set
+    g_r, g_f, g_c = sq_grad(*digits.retain), sq_grad(xf, yf), sq_grad(*core)
+    n_r, n_f = len(digits.y_retain), len(digits.y_forget)
+    i_d = [(n_r * gr + n_f * gf) / (n_r + n_f) for gr, gf in zip(g_r, g_f)]
+    before = copy.deepcopy(digits.original.state_dict())
+    out = erasus.get_strategy("ssd", alpha=alpha, lam=lam).unlearn(
+        model=digits.original, forget_data=core, retain_data=digits.retain, batch_size=4096, progress=False,
+        full_importance=[t.float() for t in i_d])
+    selected_total = 0
+    for p_out, p0, d, c in zip(out.parameters(), params, i_d, g_c):
+        sel = c > alpha * d
+        expected = torch.where(sel, p0 * torch.clamp(lam * d / c, max=1.0), p0)
+        clear = (c - alpha * d).abs() > 1e-3 * c.abs().clamp_min(1e-30)
+        # float32 gradients of a 1/5 coreset: looser than the float64 formula's own rounding, far tighter than a
+        # dampening factor (which moves weights by orders of magnitude more)
+        torch.testing.assert_close(p_out.double()[clear], expected[clear], rtol=2e-3, atol=1e-6)
+        selected_total += int(sel.sum())
+    assert selected_total > 0
+    bad = [t.float() for t in i_d][:-1]
+    with pytest.raises(erasus.errors.InvalidInputError, match="full_importance holds"):
+        erasus.get_strategy("ssd").unlearn(model=digits.original, forget_data=core, retain_data=digits.retain,
+                                           progress=False, full_importance=bad)
+    with pytest.raises(erasus.errors.InvalidInputError, match=r"full_importance\[2\] has shape \(64, 10\), parameter 2 has \(10, 64\)"):
+        erasus.get_strategy("ssd").unlearn(model=digits.original, forget_data=core, retain_data=digits.retain,
+                                           progress=False, full_importance=[t.float().T for t in i_d])
+    for k, v in digits.original.state_dict().items():
+        assert torch.equal(v, before[k])

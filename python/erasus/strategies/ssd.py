@@ -67,7 +67,7 @@ def importance(
 
 class _Dampening(UnlearningStrategy):
     data_parallel = False  # importances from this rank's shard only
-    defaults = {"alpha": 10.0, "lam": 1.0}
+    defaults = {"alpha": 10.0, "lam": 1.0, "full_importance": None}
     retain = "required"
     gradient_based = False
 
@@ -78,7 +78,8 @@ class _Dampening(UnlearningStrategy):
     #: how batch gradients become importances (see :func:`importance`)
     reduce: ClassVar[str] = "square"
 
-    def _unlearn(self, model: torch.nn.Module, run: Run, *, alpha: float, lam: float) -> torch.nn.Module:
+    def _unlearn(self, model: torch.nn.Module, run: Run, *, alpha: float, lam: float,
+                 full_importance: list[torch.Tensor] | None) -> torch.nn.Module:
         from ..kernels import ssd_dampen_
 
         if alpha <= 0 or lam <= 0:
@@ -88,6 +89,18 @@ class _Dampening(UnlearningStrategy):
         n_forget, n_retain = len(run.forget), len(run.retain)  # type: ignore[arg-type]
         n_total = n_forget + n_retain
         name = self.registry_name
+        objective = self._objective(run)
+        if full_importance is not None:
+            # I_D given: the paper's importance on the whole training set, computed once (e.g. with
+            # erasus.strategies.ssd.importance over retain + the whole forget set) and reused across coresets;
+            # only I_Df is estimated here, on the (weighted) forget set this call gets
+            imp_full = _checked_importance(full_importance, params, name)
+            imp_forget = importance(model, run.forget_epoch(shuffle=False), objective, batch_size=run.task.batch_size,
+                                    reduce=self.reduce, desc=f"{name}: importance on D_f", progress=run.progress)
+            with torch.no_grad():
+                dampened = ssd_dampen_(params, imp_full, imp_forget, alpha=alpha, lam=lam)
+            self.info_["dampened"] = dampened
+            return model
         # Unweighted, I_D >= (n_f / n) I_Df entry by entry (D's batches include the forget batches), so with
         # alpha * n_f >= n no entry can pass I_Df > alpha * I_D: say so instead of computing two importances.
         if run.weights is None and alpha * n_forget >= n_total:
@@ -100,7 +113,6 @@ class _Dampening(UnlearningStrategy):
                 stacklevel=3,
             )
             return model
-        objective = self._objective(run)
         # I_D: importance on the full training data D = D_r ∪ D_f, streamed. Forget samples enter D unweighted:
         # a weight-0 sample is not forgotten, but it is still training data.
         full_batches = itertools.chain(
@@ -123,6 +135,27 @@ class _Dampening(UnlearningStrategy):
         return model
 
 
+def _checked_importance(given: Any, params: list[torch.Tensor], name: str) -> list[torch.Tensor]:
+    """``full_importance`` as float32 tensors on the parameters' devices, one per trainable parameter."""
+    if isinstance(given, torch.Tensor) or not isinstance(given, (list, tuple)):
+        raise InvalidInputError(f"{name}: full_importance must be a list of tensors, one per trainable parameter "
+                                f"(as erasus.strategies.ssd.importance returns), got {type(given).__name__}")
+    if len(given) != len(params):
+        raise InvalidInputError(f"{name}: full_importance holds {len(given)} tensors, the model has {len(params)} "
+                                "trainable parameters")
+    out = []
+    for i, (g, p) in enumerate(zip(given, params)):
+        if not isinstance(g, torch.Tensor) or g.shape != p.shape:
+            shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+            raise InvalidInputError(f"{name}: full_importance[{i}] has shape {shape}, parameter {i} has "
+                                    f"{tuple(p.shape)}")
+        g = g.detach().to(device=p.device, dtype=torch.float32)
+        if not torch.isfinite(g).all() or bool((g < 0).any()):
+            raise InvalidInputError(f"{name}: full_importance[{i}] must be finite and non-negative")
+        out.append(g)
+    return out
+
+
 @register_strategy("ssd")
 class SSD(_Dampening):
     """Selective Synaptic Dampening (Foster, Schoepf & Brintrup, AAAI 2024).
@@ -131,6 +164,11 @@ class SSD(_Dampening):
     loss ``sum_i w_i l_i / sum_i w_i``); every parameter with ``I_Df > alpha * I_D`` is dampened,
     ``theta <- theta * min(lambda * I_D / I_Df, 1)``, via :func:`erasus.kernels.ssd_dampen_`; the rest stays
     bit-identical. No training. Paper defaults: ``alpha = 10`` (selection), ``lambda = 1`` (dampening).
+
+    ``full_importance``: a precomputed ``I_D`` (one tensor per trainable parameter, e.g. from :func:`importance`
+    over the whole training set); then only ``I_Df`` is computed, on the forget set given. ``I_D`` does not
+    depend on which part of the forget set is unlearned, so runs on several coresets of one model can share it.
+    (Without it, ``I_D`` is computed on retain + the forget set given, i.e. on retain + the coreset.)
     """
 
     def _objective(self, run: Run) -> Callable[[torch.nn.Module, Any, torch.Tensor | None], torch.Tensor]:
