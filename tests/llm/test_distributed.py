@@ -156,7 +156,9 @@ def test_accelerate_deepspeed_zero3_launch_matches_single_process_run(memorised,
     torch.save(model.state_dict(), tmp_path / "start.pt")
     script = Path(__file__).with_name("accelerate_zero3.py")
     configs = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    # the venv's bin first on PATH: deepspeed's JIT build calls `ninja`, which the deepspeed wheel installs there
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     names = ["npo", "grad_diff"]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(configs / "deepspeed_zero3.yaml"),
            "--deepspeed_config_file", str(configs / "deepspeed_zero3_cpu.json"),
