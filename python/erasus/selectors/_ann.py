@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InvalidInputError, require
 
 __all__ = ["HNSW_EF_CONSTRUCTION", "HNSW_M", "IVF_LIST_SIZE", "IVF_RECALL_TARGET", "exact_neighbors", "hnsw_knn_graph",
-           "ivf_knn_graph", "knn_recall", "recall_rows"]
+           "ivf_index", "ivf_knn_graph", "knn_recall", "recall_rows"]
 
 #: links per node (faiss' usual choice for d ~ 64; the issue's measurement used HNSW32)
 HNSW_M = 32
@@ -132,6 +132,20 @@ def _self_and_sqrt(ids: np.ndarray, sq: np.ndarray) -> tuple[np.ndarray, np.ndar
     return ids, dist
 
 
+def ivf_index(x: np.ndarray, *, threads: int = 1, seed: int = 0, list_size: int = IVF_LIST_SIZE) -> Any:
+    """The trained and filled ``faiss.IndexIVFFlat`` of :func:`ivf_knn_graph`: ``ceil(n / list_size)`` k-means
+    cells (10 iterations on at most 64 rows per cell, seeded)."""
+    faiss = _faiss(threads)
+    n, d = x.shape
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, max(1, -(-n // int(list_size))))
+    index.cp.niter = 10
+    index.cp.max_points_per_centroid = 64
+    index.cp.seed = int(seed) % (1 << 31)
+    index.train(x)
+    index.add(x)
+    return index
+
+
 def ivf_knn_graph(x: np.ndarray, neighbors: int, *, recall_target: float = IVF_RECALL_TARGET,
                   nprobe: int | None = None, threads: int = 1, seed: int = 0, avoid: np.ndarray | None = None,
                   list_size: int = IVF_LIST_SIZE) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -142,19 +156,13 @@ def ivf_knn_graph(x: np.ndarray, neighbors: int, *, recall_target: float = IVF_R
     allows) reaches ``recall_target``. ``info``: ``nlist``, ``nprobe``, ``calibration_recall``."""
     from tqdm.auto import tqdm
 
-    n, d = x.shape
+    n = x.shape[0]
     if not 1 <= neighbors <= n:
         raise InvalidInputError(f"neighbors = {neighbors} must be in [1, n = {n}]")
     if not 0.0 < float(recall_target) <= 1.0:
         raise InvalidInputError(f"recall_target must be in (0, 1], got {recall_target!r}")
-    faiss = _faiss(threads)
-    nlist = max(1, -(-n // int(list_size)))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
-    index.cp.niter = 10
-    index.cp.max_points_per_centroid = 64
-    index.cp.seed = int(seed) % (1 << 31)
-    index.train(x)
-    index.add(x)
+    index = ivf_index(x, threads=threads, seed=seed, list_size=list_size)
+    nlist = int(index.nlist)
     info: dict[str, Any] = {"nlist": nlist}
     if nprobe is None:
         pool = np.arange(n) if avoid is None else np.setdiff1d(np.arange(n), avoid)
