@@ -495,7 +495,7 @@ def table(args) -> None:
     """Markdown tables of whichever ``extras_*.json`` exist."""
     from collections import defaultdict
 
-    head_path, ssd_path, inf_path = HERE / "extras_head.json", HERE / "extras_ssd.json", HERE / "extras_influence.json"
+    head_path, inf_path = HERE / "extras_head.json", HERE / "extras_influence.json"
     if head_path.exists():
         r = json.loads(head_path.read_text())
         ref, full = r["reference"], r["runs"]["full"]
@@ -521,9 +521,15 @@ def table(args) -> None:
                   f"| {_ms([x['grad_rel_err'] for x in rows], '{:.4f}')} | {_ms([x['residual_exact'] for x in rows], '{:.4g}')} "
                   f"| {_ms([x['cpu_s'] for x in rows])} | {_ms([x['select_cpu_s'] for x in rows])} |")
         print()
-    if ssd_path.exists():
-        r = json.loads(ssd_path.read_text())
-        runs = r["runs"]
+    ssd_paths = sorted(HERE.glob("extras_ssd*.json"))  # several files: more alphas, merged per run
+    if ssd_paths:
+        runs: dict = {}
+        for path in ssd_paths:
+            for key, row in json.loads(path.read_text())["runs"].items():
+                if key in runs and "alphas" in row:
+                    runs[key]["alphas"].update(row["alphas"])
+                else:
+                    runs.setdefault(key, row)
         alphas = sorted({float(k.split("|")[1]) for k in runs if k.startswith("full|")})
         print("Full forget set: " + "; ".join(
             f"alpha {a:g}: {runs[f'full|{a}']['dampened']} dampened, Avg. Gap {runs[f'full|{a}']['avg_gap_pts']:.2f} pts, "
@@ -536,10 +542,13 @@ def table(args) -> None:
         print("| selector | fraction | " + " | ".join(f"alpha {a:g}: Jaccard / recall of full set / Avg. Gap (pts)"
                                                     for a in alphas) + " | I_Df (CPU s) | selection (CPU s) |")
         print("|---|---|" + "---|" * len(alphas) + "---|---|")
-        for (name, frac), rows in sorted(groups.items()):
+        for (name, frac), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             cells = []
             for a in alphas:
-                v = [x["alphas"][str(a)] for x in rows]
+                v = [x["alphas"][str(a)] for x in rows if str(a) in x["alphas"]]
+                if not v:
+                    cells.append("-")
+                    continue
                 cells.append(f"{_ms([x['jaccard'] for x in v], '{:.3f}')} / {_ms([x['recall_of_full'] for x in v], '{:.3f}')}"
                              f" / {_ms([x['avg_gap_pts'] for x in v])}")
             print(f"| {name} ({len(rows)} seeds) | {frac:g} | " + " | ".join(cells)
