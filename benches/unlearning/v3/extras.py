@@ -491,6 +491,33 @@ def _ms(vals: list[float], fmt: str = "{:.2f}") -> str:
     return (fmt + " ± " + fmt).format(np.mean(vals), np.std(vals)) if len(vals) > 1 else fmt.format(vals[0])
 
 
+def _analyse_t2t(runs: dict) -> dict:
+    """``run.py``'s first ``table.py`` definitions (commit 6a04993), kept here so these numbers stay reproducible:
+    per (strategy, selector) and seed, the best Avg. Gap over the lr grid (step 0 excluded) and the time-to-target,
+    the cheapest lr's features + selection + unlearning wall seconds up to the first check below the full set's
+    best + 1 point ("unlearning only": without features and selection)."""
+    from collections import defaultdict
+
+    by = defaultdict(list)
+    for key, run in runs.items():
+        seed, strategy, selector, _ = key.split("|")
+        by[(seed, strategy, selector)].append(run)
+    out: dict = defaultdict(dict)
+    for (seed, strategy, selector), grid in by.items():
+        best = min((c["value"] for r in grid for c in r["checks"][1:]), default=float("nan"))
+        target = min(c["value"] for r in by[(seed, strategy, "full")] for c in r["checks"][1:]) + 1.0
+        times, steps_only = [], []
+        for r in grid:
+            hit = next((c for c in r["checks"][1:] if c["value"] < target), None)
+            if hit is not None:
+                t = r["timings"]
+                times.append(hit["elapsed_s"] + t.get("features_s", 0.0) + t.get("selection_s", 0.0))
+                steps_only.append(hit["elapsed_s"])
+        out[(strategy, selector)][seed] = {"best": best, "t2t": min(times) if times else None, "reached": bool(times),
+                                           "t2t_unlearn": min(steps_only) if steps_only else None}
+    return out
+
+
 def table(args) -> None:
     """Markdown tables of whichever ``extras_*.json`` exist."""
     from collections import defaultdict
@@ -555,10 +582,8 @@ def table(args) -> None:
                   + f" | {_ms([x['imp_forget_cpu_s'] for x in rows])} | {_ms([x['select_cpu_s'] for x in rows])} |")
         print()
     if inf_path.exists():
-        import table as v3table  # vis's table: the same time-to-target definition as the main grid
-
         r = json.loads(inf_path.read_text())
-        out, _ = v3table.analyse(r)
+        out = _analyse_t2t(r["runs"])
         print("| strategy | selector | best Avg. Gap (pts) | reached target (seeds) | time-to-target (s, LOADED) "
               "| unlearning only (s) | paired vs random: best-gap diff | paired vs random: t2t diff (s) |")
         print("|---|---|---|---|---|---|---|---|")
