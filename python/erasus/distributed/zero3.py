@@ -1,7 +1,7 @@
 """DeepSpeed ZeRO-3 engines (``accelerator.prepare`` with ``configs/accelerate/deepspeed_zero3.yaml``) under
 erasus' own training loop.
 
-Under ZeRO-3 every parameter of ``engine.module`` is an empty placeholder outside a forward / backward: this
+Under ZeRO-3 every parameter of ``engine.module`` is an empty (numel 0) tensor outside a forward / backward: this
 rank's slice lives in ``p.ds_tensor`` (a view of the optimizer's flat low-precision partition) and the fp32
 master slice in ``engine.optimizer.fp32_partitioned_groups_flat``; gradients are reduce-scattered into the
 optimizer's partitions during ``engine.backward`` and never appear in ``p.grad``. So erasus, for an engine:
@@ -76,7 +76,7 @@ def _params(engine: Any) -> list[torch.nn.Parameter]:
 
 
 def _release_all(engine: Any) -> None:
-    """Every parameter back to its empty placeholder (persistent ones too), so the next forward all-gathers
+    """Every parameter released back to its empty (numel 0) partitioned form (persistent ones too), so the next forward all-gathers
     each from ``ds_tensor``."""
     engine.optimizer.parameter_offload.partition_all_parameters()
 
