@@ -14,10 +14,12 @@
 
 #[cfg(target_arch = "x86_64")]
 use crate::distance::Isa;
+use crate::distance::CHUNK_ROWS;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Relative slack on the brackets, far above the f32 rounding of a `d`-term sum of squares (~`d / 16 * eps`
 /// per lane, plus the fold), so rounding can never drop the exact arg-min from the re-rank set.
-fn slack(d: usize) -> f32 {
+pub(crate) fn slack(d: usize) -> f32 {
     1e-3 + 8.0 * d as f32 * f32::EPSILON
 }
 
@@ -43,6 +45,21 @@ impl HalfRows {
     }
 
     /// The target padded the way the rows are (zeros past `d`), as the bracket pass expects it.
+    /// The f16 rows (`stride` values each, zero-padded), as raw bits.
+    pub(crate) fn rows(&self) -> &[u16] {
+        &self.data
+    }
+
+    /// Values per shadow row: `d` rounded up to a multiple of 16.
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Per row, an upper bound on `||x_i - h_i||_2`.
+    pub(crate) fn err(&self) -> &[f32] {
+        &self.err
+    }
+
     pub fn pad(&self, target: &[f32]) -> Vec<f32> {
         let mut t = vec![0.0f32; self.stride];
         t[..self.d].copy_from_slice(&target[..self.d]);
@@ -52,6 +69,11 @@ impl HalfRows {
     /// Exact nearest non-excluded row among rows `start..start + excluded.len()` to `target`: the same
     /// `(squared distance, row)` as [`crate::distance::nearest_row`], tie to the smaller row, `(inf, usize::MAX)`
     /// when every row is excluded. `rows` are those rows of X (f32), `padded` is [`HalfRows::pad`] of `target`.
+    ///
+    /// `shared` is the smallest bracket upper end found so far by any chunk of the same pass (f32 bits;
+    /// every chunk lowers it): a row whose lower end is above another chunk's upper end cannot be the
+    /// nearest either, so fewer rows are scored exactly. The answer does not depend on it (the exact
+    /// nearest row, and every row tied with it, always stays in the re-rank set).
     pub fn nearest_row(
         &self,
         rows: &[f32],
@@ -59,9 +81,17 @@ impl HalfRows {
         excluded: &[bool],
         target: &[f32],
         padded: &[f32],
+        shared: &AtomicU32,
     ) -> (f32, usize) {
         let m = excluded.len();
-        let mut low = vec![f32::INFINITY; m];
+        let mut stack = [f32::INFINITY; CHUNK_ROWS];
+        let mut heap = Vec::new();
+        let low: &mut [f32] = if m <= CHUNK_ROWS {
+            &mut stack[..m]
+        } else {
+            heap.resize(m, f32::INFINITY);
+            &mut heap
+        };
         let mut bound = f32::INFINITY;
         let s = slack(self.d);
         #[cfg(target_arch = "x86_64")]
@@ -76,24 +106,37 @@ impl HalfRows {
                     excluded,
                     padded,
                     s,
-                    &mut low,
+                    low,
                     &mut bound,
                 )
             };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = padded;
-        let limit = bound * (1.0 + s);
+        // upper ends are >= 0, so their f32 bits order like their values
+        let seen = f32::from_bits(shared.fetch_min(bound.to_bits(), Ordering::Relaxed));
+        let limit = bound.min(seen) * (1.0 + s);
         let d = self.d;
         let mut best = (f32::INFINITY, usize::MAX);
-        for (i, lo) in low.iter().enumerate() {
-            // `!(lo > limit)` keeps NaN brackets (never expected on finite data) in the exact re-rank
-            if excluded[i] || *lo > limit {
-                continue;
+        let mut offer = |i: usize| {
+            if excluded[i] {
+                return;
             }
             let q = crate::distance::sq_euclidean(&rows[i * d..(i + 1) * d], target);
             if q < best.0 || best.1 == usize::MAX {
                 best = (q, start + i);
+            }
+        };
+        // `!(lo > limit)` keeps NaN brackets (never expected on finite data) in the exact re-rank
+        for (b, block) in low.chunks(16).enumerate() {
+            let mut hits = 0u32;
+            for (r, lo) in block.iter().enumerate() {
+                hits |= u32::from(lo.partial_cmp(&limit) != Some(std::cmp::Ordering::Greater)) << r;
+            }
+            while hits != 0 {
+                let r = hits.trailing_zeros() as usize;
+                hits &= hits - 1;
+                offer(b * 16 + r);
             }
         }
         best
@@ -101,7 +144,7 @@ impl HalfRows {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     use super::HalfRows;
     use std::arch::x86_64::*;
 
@@ -178,7 +221,29 @@ mod simd {
         bound: &mut f32,
     ) {
         let mut upper = f32::INFINITY;
-        for i in 0..low.len() {
+        let blocks = low.len() / 16;
+        let (lo_s, hi_s) = (_mm512_set1_ps(1.0 - s), _mm512_set1_ps(1.0 + s));
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let mut upper_v = inf;
+        // sixteen rows at a time (one kernel call, no per-row horizontal sum); the same brackets
+        for b in 0..blocks {
+            let off = b * 16;
+            // SAFETY: rows off..off + 16 of `shadow`, `err`, `excluded` and `low` exist.
+            let a = _mm512_sqrt_ps(sq_dist_half_x16(
+                shadow.as_ptr().add(off * stride),
+                padded.as_ptr(),
+                stride,
+            ));
+            let e = _mm512_loadu_ps(err.as_ptr().add(off));
+            let flags = _mm512_cvtepu8_epi32(_mm_loadu_si128(excluded.as_ptr().add(off).cast()));
+            let keep = _mm512_cmpeq_epi32_mask(flags, _mm512_setzero_si512());
+            let lo = _mm512_sub_ps(_mm512_mul_ps(a, lo_s), e);
+            _mm512_storeu_ps(low.as_mut_ptr().add(off), _mm512_mask_blend_ps(keep, inf, lo));
+            let hi = _mm512_add_ps(_mm512_mul_ps(a, hi_s), e);
+            upper_v = _mm512_min_ps(upper_v, _mm512_mask_blend_ps(keep, inf, hi));
+        }
+        upper = upper.min(_mm512_reduce_min_ps(upper_v));
+        for i in blocks * 16..low.len() {
             if excluded[i] {
                 continue;
             }
@@ -188,5 +253,30 @@ mod simd {
             upper = upper.min(a * (1.0 + s) + err[i]);
         }
         *bound = upper;
+    }
+
+    /// Squared distances of sixteen consecutive shadow rows (starting at `rows`, `stride` values
+    /// apart) to `t` (`stride` floats, zero-padded), lane `r` for row `r`. A bound, not an exact value:
+    /// products are fused and the fold order is the cheapest one; callers widen it by [`super::slack`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `rows` points at `16 * stride` readable values, `t` at `stride`.
+    // not inlined: its 16 accumulators need most of the 32 vector registers, and the caller's loop
+    // state spilled inside the kernel's loop otherwise (2-3x slower)
+    #[inline(never)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sq_dist_half_x16(rows: *const u16, t: *const f32, stride: usize) -> __m512 {
+        let mut acc = [_mm512_setzero_ps(); 16];
+        let mut c = 0;
+        while c < stride {
+            let y = _mm512_loadu_ps(t.add(c));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let h = _mm512_cvtph_ps(_mm256_loadu_si256(rows.add(r * stride + c) as *const __m256i));
+                let diff = _mm512_sub_ps(h, y);
+                *a = _mm512_fmadd_ps(diff, diff, *a);
+            }
+            c += 16;
+        }
+        crate::distance::simd::fold16_x16(&acc)
     }
 }

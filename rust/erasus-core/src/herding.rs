@@ -18,6 +18,7 @@ use crate::half_rows::HalfRows;
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
 use rayon::prelude::*;
+use std::sync::atomic::AtomicU32;
 
 /// Column means in f64, summed per fixed chunk and combined in chunk order (thread-count independent).
 pub(crate) fn column_mean(x: &MatrixView<'_>) -> Vec<f64> {
@@ -45,7 +46,7 @@ pub(crate) fn column_mean(x: &MatrixView<'_>) -> Vec<f64> {
 /// Picks `k` rows by herding. `gains[t]` is the moment error `||mean(S_t) - mean(X)||_2` after step
 /// `t`; `objective` is the final one. Weights are ones.
 pub fn herding(x: MatrixView<'_>, k: usize) -> Result<Selection> {
-    herding_impl(x, k, false)
+    crate::distance::on_pool(move || herding_impl(x, k, false))
 }
 
 /// [`herding`] without the f16 pre-filter: every step scores every row exactly. The reference that
@@ -79,8 +80,9 @@ fn herding_impl(x: MatrixView<'_>, k: usize, naive: bool) -> Result<Selection> {
         let (_, pick) = match &shadow {
             Some(h) => {
                 let padded = h.pad(&target);
+                let shared = AtomicU32::new(f32::INFINITY.to_bits());
                 let nearest = |start: usize, rows: &[f32], excluded: &[bool]| {
-                    h.nearest_row(rows, start, excluded, &target, &padded)
+                    h.nearest_row(rows, start, excluded, &target, &padded, &shared)
                 };
                 reduce_row_chunks(
                     x.data(),

@@ -44,6 +44,7 @@ use crate::distance::{
     argmax_pair, cosine_distance, multiversion, sq_euclidean, sq_euclidean_x4, Isa, CHUNK_ROWS, PARALLEL_MIN_ELEMENTS,
 };
 use crate::error::{CoreError, Result};
+use crate::half_rows::HalfRows;
 use crate::matrix::{check_k, MatrixView};
 use crate::selection::Selection;
 use rand::{Rng, SeedableRng};
@@ -218,7 +219,14 @@ struct Step<'a> {
     /// `d(center, centers[j])` for every earlier center `j`; empty on the first step.
     center_dist: &'a [f32],
     pruning: Pruning,
+    /// The f16 shadow of X and the center padded to its stride, once the flat phase has run long
+    /// enough for it to pay ([`SHADOW_AFTER`]).
+    half: Option<(&'a HalfRows, &'a [f32])>,
 }
+
+/// Flat steps after which the f16 shadow of X is built (it costs about one step and half of X's
+/// memory; the clustered cases switch to groups before this).
+const SHADOW_AFTER: usize = 32;
 
 /// Marks a selected row in `min_dist`: never updated, never picked, always skipped.
 const SELECTED: f32 = f32::NEG_INFINITY;
@@ -277,6 +285,130 @@ fn step_chunk_impl(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: 
 multiversion! {
     fn step_chunk(step: &Step<'_>, start: usize, min_dist: &mut [f32], assign: &mut [u32]) -> ((f32, usize), usize)
         => step_chunk_impl
+}
+
+/// The flat step on AVX-512F for the Euclidean metric, 16 rows at a time and branch-free: one
+/// 16-row distance kernel ([`crate::distance::simd::sq_euclidean_x16_avx512`], the bits of
+/// [`sq_euclidean`]), then the min, the center update and a per-lane arg-max as vector blends.
+/// Every row's distance is computed (a per-row skip is an unpredictable branch, which cost more
+/// than the 64 floats it saved); the skip test still runs, on every fourth block, only to count
+/// how many points it would skip (the switch to the grouped phase). Same state and same farthest
+/// point as [`step_chunk_impl`]: a skipped row is one whose distance cannot win, so updating it with
+/// `q < m` changes nothing. Returns the farthest point and `(skipped, tested)` of the sample.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn step_chunk_euclidean_avx512(
+    step: &Step<'_>,
+    start: usize,
+    min_dist: &mut [f32],
+    assign: &mut [u32],
+) -> ((f32, usize), (usize, usize)) {
+    use std::arch::x86_64::*;
+    let d = step.d;
+    let n = min_dist.len();
+    let blocks = n / 16;
+    let c_row = &step.data[step.center * d..(step.center + 1) * d];
+    let rows = &step.data[start * d..(start + n) * d];
+    let prune = step.pruning.enabled && !step.center_dist.is_empty();
+    let (mut skipped, mut tested) = (0usize, 0usize);
+    let mut best = (SELECTED, usize::MAX);
+    // SAFETY: every pointer below stays inside `rows`, `min_dist`, `assign` (16-row blocks of the
+    // chunk) or `center_dist` (gather indices are positions of earlier centers, `< center_dist.len()`,
+    // which the caller keeps below 2^31); the CPU has AVX-512F (target feature).
+    unsafe {
+        let pos = _mm512_set1_epi32(step.position as i32);
+        let factor = _mm512_set1_ps(step.pruning.factor);
+        let slack = _mm512_set1_ps(step.pruning.slack);
+        let selected = _mm512_set1_ps(SELECTED);
+        let mut best_v = selected;
+        let mut best_i = _mm512_set1_epi32(-1);
+        let mut idx = _mm512_add_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(start as i32),
+        );
+        let sixteen = _mm512_set1_epi32(16);
+        let (base, cp) = (rows.as_ptr(), c_row.as_ptr());
+        let (pm, pa) = (min_dist.as_mut_ptr(), assign.as_mut_ptr());
+        let one_plus = _mm512_set1_ps(1.0 + crate::half_rows::slack(d));
+        let tiny = _mm512_set1_ps(1e-15);
+        for b in 0..blocks {
+            let off = b * 16;
+            // distances first, then the state (fewer vectors live across the 16-row kernel)
+            let shadow = step.half.map(|(half, padded)| {
+                let stride = half.stride();
+                let sh = half.rows().as_ptr().add((start + off) * stride);
+                crate::half_rows::simd::sq_dist_half_x16(sh, padded.as_ptr(), stride)
+            });
+            let exact = if shadow.is_none() {
+                let block = base.add(off * d);
+                crate::distance::simd::sq_euclidean_x16_avx512(|r| block.add(r * d), cp, d)
+            } else {
+                _mm512_setzero_ps()
+            };
+            let mut m = _mm512_loadu_ps(pm.add(off));
+            let mut a = _mm512_loadu_si512(pa.add(off).cast());
+            // the skip test on the state before this step (it only decides when to switch phases)
+            if prune && b % 4 == 0 {
+                let cd = _mm512_i32gather_ps::<4>(a, step.center_dist.as_ptr());
+                let live = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(m, selected);
+                let skip = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(cd, _mm512_add_ps(_mm512_mul_ps(factor, m), slack)) & live;
+                skipped += skip.count_ones() as usize;
+                tested += live.count_ones() as usize;
+            }
+            let closer = if let (Some(qh), Some((half, _))) = (shadow, step.half) {
+                // Shadow pass: ||x - c|| >= ||h - c|| - e_x, so a row whose shadow distance clears
+                // (sqrt(m) + e_x)(1 + slack) cannot get closer; only the others (the few rows the
+                // new center actually takes, and near-ties) are scored exactly, with the f32 kernel.
+                let e = _mm512_loadu_ps(half.err().as_ptr().add(start + off));
+                let thr = _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_sqrt_ps(m), e), one_plus), tiny);
+                let live = _mm512_cmp_ps_mask::<_CMP_NEQ_OQ>(m, selected);
+                let maybe = live & !_mm512_cmp_ps_mask::<_CMP_GE_OQ>(qh, _mm512_mul_ps(thr, thr));
+                let mut closer: __mmask16 = 0;
+                if maybe != 0 {
+                    let (mut ms, mut qs) = ([0.0f32; 16], [0.0f32; 16]);
+                    _mm512_storeu_ps(ms.as_mut_ptr(), m);
+                    for r in 0..16 {
+                        if maybe >> r & 1 == 1 {
+                            let i = off + r;
+                            qs[r] = sq_euclidean(&rows[i * d..(i + 1) * d], c_row);
+                            if qs[r] < ms[r] {
+                                closer |= 1 << r;
+                            }
+                        }
+                    }
+                    m = _mm512_mask_blend_ps(closer, m, _mm512_loadu_ps(qs.as_ptr()));
+                }
+                closer
+            } else {
+                let closer = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(exact, m);
+                m = _mm512_mask_blend_ps(closer, m, exact);
+                closer
+            };
+            _mm512_storeu_ps(pm.add(off), m);
+            a = _mm512_mask_blend_epi32(closer, a, pos);
+            _mm512_storeu_si512(pa.add(off).cast(), a);
+            // strict >: the earlier row of a lane keeps a tie; a selected row (-inf) never wins
+            let far = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(m, best_v);
+            best_v = _mm512_mask_blend_ps(far, best_v, m);
+            best_i = _mm512_mask_blend_epi32(far, best_i, idx);
+            idx = _mm512_add_epi32(idx, sixteen);
+        }
+        let (mut vals, mut ids) = ([0.0f32; 16], [0u32; 16]);
+        _mm512_storeu_ps(vals.as_mut_ptr(), best_v);
+        _mm512_storeu_si512(ids.as_mut_ptr().cast(), best_i);
+        for (v, i) in vals.into_iter().zip(ids) {
+            if i != u32::MAX {
+                best = argmax_pair(best, (v, i as usize));
+            }
+        }
+    }
+    // the last n % 16 rows, one at a time (the same bits, the same order)
+    let tail = blocks * 16;
+    if tail < n {
+        let (far, _) = step_chunk_impl(step, start + tail, &mut min_dist[tail..], &mut assign[tail..]);
+        best = argmax_pair(best, far);
+    }
+    (best, (skipped, tested))
 }
 
 /// Error model of a computed internal distance `q` against the exact one `Q`:
@@ -346,6 +478,12 @@ impl Group {
     }
 }
 
+/// Bitwise equality of two tournament nodes (distances compared by their bits).
+#[inline]
+fn same(a: (f32, usize, usize), b: (f32, usize, usize)) -> bool {
+    a.0.to_bits() == b.0.to_bits() && a.1 == b.1 && a.2 == b.2
+}
+
 /// Max-tournament over the groups' farthest points: the root is the global farthest point
 /// (larger distance, then smaller row, exactly the naive arg-max), an update costs `O(log k)`.
 struct Tournament {
@@ -365,11 +503,20 @@ impl Tournament {
 
     fn set(&mut self, group: usize, far: (f32, usize)) {
         let mut p = self.size + group;
-        self.nodes[p] = (far.0, far.1, group);
+        let leaf = (far.0, far.1, group);
+        if same(self.nodes[p], leaf) {
+            return;
+        }
+        self.nodes[p] = leaf;
         while p > 1 {
             p /= 2;
             let (a, b) = (self.nodes[2 * p], self.nodes[2 * p + 1]);
-            self.nodes[p] = if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a };
+            let winner = if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a };
+            // an unchanged node leaves every node above it unchanged
+            if same(self.nodes[p], winner) {
+                return;
+            }
+            self.nodes[p] = winner;
         }
     }
 
@@ -393,7 +540,28 @@ struct Grouped {
     /// Pivot of group `j`'s center and an upper bound on `D(a_j, pivot)`.
     pivot: Vec<u32>,
     pivot_gap: Vec<f64>,
+    /// The groups of each pivot, and an upper bound on `reach(j)` over them (see [`reach`]): when
+    /// `D(c, p) >= reach` for pivot `p`, none of its groups can lose a point to `c`, and the step
+    /// skips them all with one comparison instead of one per group.
+    by_pivot: Vec<Vec<u32>>,
+    pivot_reach: Vec<f64>,
     tree: Tournament,
+    /// Scratch of one step (kept to avoid allocating every step): groups to test on `D(c, a_j)`,
+    /// their centers' rows and distances, the groups to scan, their rows and distances to `c`.
+    candidates: Vec<u32>,
+    candidate_rows: Vec<u32>,
+    candidate_q: Vec<f32>,
+    scan: Vec<u32>,
+    rows: Vec<u32>,
+    q: Vec<f32>,
+}
+
+/// A lower bound on `D(c, p)` at or above which group `j` (pivot `p`, center `a_j`) keeps all its
+/// points: `D(c, a_j) >= D(c, p) - D(a_j, p) >= 2 r_j` ([`far_enough`] with its margins), widened by
+/// a relative `1e-12` so that `lo >= reach` implies the per-group test in f64 arithmetic as well.
+#[inline]
+fn reach(gap: f64, radius: f64) -> f64 {
+    (gap + (2.0 * radius * (1.0 + 1e-12) + 1e-300)) * (1.0 + 1e-12)
 }
 
 /// Greedy state of the exact, pruned k-center.
@@ -409,9 +577,17 @@ struct Greedy<'a> {
     pivots: usize,
     flat: Option<Flat>,
     grouped: Option<Grouped>,
-    /// Scratch for one step: lower bounds on `D(c, pivot)` and the groups to scan.
+    /// Scratch for one step: the pivots' rows, their distances to the new center and lower bounds.
+    pivot_rows: Vec<u32>,
     pivot_lower: Vec<f64>,
     pivot_q: Vec<f32>,
+    /// Centers the run will add (k plus initial rows).
+    capacity: usize,
+    /// The f16 shadow of the flat phase (built once, after [`SHADOW_AFTER`] steps) and the
+    /// current center padded to its stride.
+    shadow: Option<HalfRows>,
+    shadow_tried: bool,
+    padded: Vec<f32>,
 }
 
 impl<'a> Greedy<'a> {
@@ -437,8 +613,13 @@ impl<'a> Greedy<'a> {
                 center_dist: Vec::with_capacity(capacity),
             }),
             grouped: None,
+            pivot_rows: Vec::new(),
             pivot_lower: Vec::new(),
             pivot_q: Vec::new(),
+            capacity,
+            shadow: None,
+            shadow_tried: false,
+            padded: Vec::new(),
         }
     }
 
@@ -466,6 +647,28 @@ impl<'a> Greedy<'a> {
     fn add_flat(&mut self, c: usize) -> ((f32, usize), usize, usize) {
         let d = self.x.d();
         let data = self.x.data();
+        #[cfg(target_arch = "x86_64")]
+        let vector = self.isa == Isa::Avx512
+            && self.metric == Metric::Euclidean
+            && self.x.n() < i32::MAX as usize
+            && self.centers.len() < i32::MAX as usize;
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        // A long flat phase (no pruning, e.g. isotropic data) reads all of X every step: from
+        // SHADOW_AFTER steps on, read the f16 shadow instead and score exactly only the rows it
+        // cannot rule out (half the bytes; same state bit for bit).
+        if vector
+            && !self.shadow_tried
+            && self.centers.len() >= SHADOW_AFTER
+            && self.capacity.saturating_sub(self.centers.len()) >= SHADOW_AFTER
+        {
+            self.shadow_tried = true;
+            self.shadow = HalfRows::new(data, d);
+        }
+        if let Some(h) = &self.shadow {
+            self.padded = h.pad(self.x.row(c));
+        }
+        let half = self.shadow.as_ref().map(|h| (h, &self.padded[..]));
         let (metric, norms) = (self.metric, &self.norms);
         let c_norm = norms.get(c).copied().unwrap_or(0.0);
         let c_row = self.x.row(c);
@@ -473,7 +676,9 @@ impl<'a> Greedy<'a> {
             return ((SELECTED, usize::MAX), 0, 0);
         };
         flat.center_dist.clear();
-        if self.pruning.enabled {
+        // The vector kernel computes every distance anyway and only counts what the skip test would
+        // skip (to decide when to switch phases): from 256 centers on it counts every 8th step.
+        if self.pruning.enabled && (!vector || self.centers.len() < 256 || self.centers.len().is_multiple_of(8)) {
             let center_dist = |&j: &usize| {
                 distance(
                     metric,
@@ -504,12 +709,25 @@ impl<'a> Greedy<'a> {
             position,
             center_dist: &flat.center_dist,
             pruning: self.pruning,
+            half,
         };
         let isa = self.isa;
-        let work = |(ci, (m, a)): (usize, (&mut [f32], &mut [u32]))| step_chunk(isa, &step, ci * CHUNK_ROWS, m, a);
-        let merge = |a: ((f32, usize), usize), b: ((f32, usize), usize)| (argmax_pair(a.0, b.0), a.1 + b.1);
-        let identity = ((SELECTED, usize::MAX), 0);
-        let (far, skipped) = if data.len() >= PARALLEL_MIN_ELEMENTS {
+        let unselected = self.x.n() - self.centers.len();
+        // `(farthest, (skipped, tested))`: the vector kernel tests a sample of the rows, the scalar
+        // one every unselected row.
+        let work = |(ci, (m, a)): (usize, (&mut [f32], &mut [u32]))| {
+            #[cfg(target_arch = "x86_64")]
+            if vector {
+                // SAFETY: `vector` is set only when the CPU has AVX-512F.
+                return unsafe { step_chunk_euclidean_avx512(&step, ci * CHUNK_ROWS, m, a) };
+            }
+            let (far, skipped) = step_chunk(isa, &step, ci * CHUNK_ROWS, m, a);
+            (far, (skipped, 0))
+        };
+        type Part = ((f32, usize), (usize, usize));
+        let merge = |a: Part, b: Part| (argmax_pair(a.0, b.0), (a.1 .0 + b.1 .0, a.1 .1 + b.1 .1));
+        let identity: Part = ((SELECTED, usize::MAX), (0, 0));
+        let (far, (skipped, tested)) = if data.len() >= PARALLEL_MIN_ELEMENTS {
             flat.min_dist
                 .par_chunks_mut(CHUNK_ROWS)
                 .zip(flat.assign.par_chunks_mut(CHUNK_ROWS))
@@ -524,7 +742,11 @@ impl<'a> Greedy<'a> {
                 .map(work)
                 .fold(identity, merge)
         };
-        (far, skipped, self.x.n() - self.centers.len())
+        if vector {
+            (far, skipped, tested)
+        } else {
+            (far, skipped, unselected)
+        }
     }
 
     /// Moves from the flat arrays to groups (rows in increasing order inside each group).
@@ -532,6 +754,7 @@ impl<'a> Greedy<'a> {
         let Some(flat) = self.flat.take() else {
             return;
         };
+        self.shadow = None;
         let k = self.centers.len();
         let mut counts = vec![0usize; k];
         for (&m, &a) in flat.min_dist.iter().zip(&flat.assign) {
@@ -559,16 +782,20 @@ impl<'a> Greedy<'a> {
             radius: Vec::with_capacity(capacity),
             pivot: Vec::with_capacity(capacity),
             pivot_gap: Vec::with_capacity(capacity),
+            by_pivot: Vec::with_capacity(self.pivots),
+            pivot_reach: Vec::with_capacity(self.pivots),
             tree: Tournament::new(capacity),
+            candidates: Vec::new(),
+            candidate_rows: Vec::new(),
+            candidate_q: Vec::new(),
+            scan: Vec::new(),
+            rows: Vec::new(),
+            q: Vec::new(),
         };
         for (j, group) in groups.into_iter().enumerate() {
             let far = group.farthest();
-            grouped.radius.push(self.radius_bound(far.0));
             let (p, q) = self.nearest_pivot(self.centers[j], j);
-            grouped.pivot.push(p as u32);
-            grouped.pivot_gap.push(self.bounds.upper(q));
-            grouped.tree.set(j, far);
-            grouped.groups.push(group);
+            grouped.push_group(j, group, far, self.radius_bound(far.0), p, self.bounds.upper(q));
         }
         self.grouped = Some(grouped);
     }
@@ -594,15 +821,18 @@ impl<'a> Greedy<'a> {
 
     fn add_grouped(&mut self, c: usize) -> (f32, usize) {
         let position = self.centers.len();
-        // Lower bounds on D(c, pivot) for the pivot test, and c's own pivot.
-        let n_piv = self.pivots.min(position);
-        self.pivot_q.clear();
-        for p in 0..n_piv {
-            let q = self.dist(c, self.centers[p]);
-            self.pivot_q.push(q);
-        }
-        self.pivot_lower.clear();
+        let Some(mut g) = self.grouped.take() else {
+            return (SELECTED, usize::MAX);
+        };
         let bounds = self.bounds;
+        // D(c, pivot) for the pivot tests (one batched pass over the pivots' rows), and c's own pivot.
+        let n_piv = self.pivots.min(position);
+        let (mut pivot_rows, mut pivot_q) = (std::mem::take(&mut self.pivot_rows), std::mem::take(&mut self.pivot_q));
+        pivot_rows.clear();
+        pivot_rows.extend(self.centers[..n_piv].iter().map(|&r| r as u32));
+        self.distances(c, &pivot_rows, &mut pivot_q);
+        (self.pivot_rows, self.pivot_q) = (pivot_rows, pivot_q);
+        self.pivot_lower.clear();
         self.pivot_lower.extend(self.pivot_q.iter().map(|&q| bounds.lower(q)));
         let (own_pivot, own_q) = if position < self.pivots {
             (position, self.dist(c, c))
@@ -611,9 +841,6 @@ impl<'a> Greedy<'a> {
                 .iter()
                 .enumerate()
                 .fold((0, f32::INFINITY), |a, (p, &q)| if q < a.1 { (p, q) } else { a })
-        };
-        let Some(mut g) = self.grouped.take() else {
-            return (SELECTED, usize::MAX);
         };
         let home = if g.tree.root().1 == c {
             g.tree.root().2
@@ -624,75 +851,148 @@ impl<'a> Greedy<'a> {
                 .position(|grp| grp.rows.contains(&(c as u32)))
                 .unwrap_or(usize::MAX)
         };
-        // Which groups can lose points to c: the pivot test first (no distance computed), then
-        // the exact center distance D(c, a_j) against the group's radius.
+        // Which groups can lose points to c: a whole pivot's groups at once, then each group's
+        // pivot test (no distance computed), then the distance D(c, a_j) against its radius.
+        g.candidates.clear();
+        g.scan.clear();
+        if home < g.groups.len() && g.radius[home] >= 0.0 {
+            g.scan.push(home as u32);
+        }
         let pruning = self.pruning.enabled;
-        let scan: Vec<usize> = (0..g.groups.len())
-            .filter(|&j| {
-                if g.radius[j] < 0.0 {
+        for p in 0..g.by_pivot.len() {
+            let lo = self.pivot_lower.get(p).copied().unwrap_or(f64::NEG_INFINITY);
+            if pruning && lo >= g.pivot_reach[p] {
+                continue;
+            }
+            // Tighten the pivot's reach on the way (radii only shrink) and drop emptied groups.
+            let mut reach_p = f64::NEG_INFINITY;
+            let Grouped {
+                by_pivot,
+                radius,
+                pivot_gap,
+                candidates,
+                ..
+            } = &mut g;
+            by_pivot[p].retain(|&j| {
+                let j = j as usize;
+                if radius[j] < 0.0 {
                     return false;
                 }
-                if j == home || !pruning {
-                    return true;
+                reach_p = reach_p.max(reach(pivot_gap[j], radius[j]));
+                if j != home && !(pruning && far_enough(lo - pivot_gap[j], radius[j])) {
+                    candidates.push(j as u32);
                 }
-                let p = g.pivot[j] as usize;
-                if p < self.pivot_lower.len() && far_enough(self.pivot_lower[p] - g.pivot_gap[j], g.radius[j]) {
-                    return false;
-                }
-                !far_enough(bounds.lower(self.dist(c, self.centers[j])), g.radius[j])
-            })
-            .collect();
-        let (data, d, metric, norms) = (self.x.data(), self.x.d(), self.metric, &self.norms);
-        let c_row = self.x.row(c);
-        let c_norm = norms.get(c).copied().unwrap_or(0.0);
-        let isa = self.isa;
-        let scan_one = |group: &mut Group| scan_group(isa, group, c, c_row, c_norm, data, d, metric, norms);
-        let rows: usize = scan.iter().map(|&j| g.groups[j].rows.len()).sum();
-        let mut marked = vec![false; g.groups.len()];
-        scan.iter().for_each(|&j| marked[j] = true);
-        let moved: Vec<(usize, Group, (f32, usize))> = if rows * d >= PARALLEL_MIN_ELEMENTS {
-            g.groups
-                .par_iter_mut()
-                .enumerate()
-                .filter(|(j, _)| marked[*j])
-                .map(|(j, group)| {
-                    let (m, far) = scan_one(group);
-                    (j, m, far)
-                })
-                .collect()
-        } else {
-            g.groups
-                .iter_mut()
-                .enumerate()
-                .filter(|(j, _)| marked[*j])
-                .map(|(j, group)| {
-                    let (m, far) = scan_one(group);
-                    (j, m, far)
-                })
-                .collect()
-        };
+                true
+            });
+            g.pivot_reach[p] = reach_p;
+        }
+        g.candidate_rows.clear();
+        g.candidate_rows
+            .extend(g.candidates.iter().map(|&j| self.centers[j as usize] as u32));
+        self.distances(c, &g.candidate_rows, &mut g.candidate_q);
+        for (&j, &q) in g.candidates.iter().zip(&g.candidate_q) {
+            if !(pruning && far_enough(bounds.lower(q), g.radius[j as usize])) {
+                g.scan.push(j);
+            }
+        }
+        // Distances from c to every member of the groups to scan, in one batched pass.
+        g.rows.clear();
+        for &j in &g.scan {
+            g.rows.extend_from_slice(&g.groups[j as usize].rows);
+        }
+        self.distances(c, &g.rows, &mut g.q);
+        // Each scanned group keeps the members c does not beat (in order) and gives the others to c.
         let mut new_group = Group::default();
-        for (j, m, far) in moved {
+        let mut offset = 0;
+        for t in 0..g.scan.len() {
+            let j = g.scan[t] as usize;
+            let group = &mut g.groups[j];
+            let len = group.rows.len();
+            let q = &g.q[offset..offset + len];
+            offset += len;
+            let mut far = (SELECTED, usize::MAX);
+            let mut kept = 0;
+            for (s, &qs) in q.iter().enumerate() {
+                let (i, m) = (group.rows[s], group.dist[s]);
+                if i as usize == c {
+                    continue;
+                }
+                if qs < m {
+                    new_group.rows.push(i);
+                    new_group.dist.push(qs);
+                } else {
+                    group.rows[kept] = i;
+                    group.dist[kept] = m;
+                    kept += 1;
+                    far = argmax_pair(far, (m, i as usize));
+                }
+            }
+            group.rows.truncate(kept);
+            group.dist.truncate(kept);
             g.radius[j] = self.radius_bound(far.0);
             g.tree.set(j, far);
-            new_group.rows.extend_from_slice(&m.rows);
-            new_group.dist.extend_from_slice(&m.dist);
         }
         let far = new_group.farthest();
-        g.radius.push(self.radius_bound(far.0));
-        g.pivot.push(own_pivot as u32);
-        g.pivot_gap.push(bounds.upper(own_q));
-        g.tree.set(position, far);
-        g.groups.push(new_group);
+        g.push_group(
+            position,
+            new_group,
+            far,
+            self.radius_bound(far.0),
+            own_pivot,
+            bounds.upper(own_q),
+        );
         self.centers.push(c);
         let root = g.tree.root();
         self.grouped = Some(g);
         (root.0, root.1)
     }
+
+    /// Internal distances from row `c` to each row of `rows`, into `out` (resized to `rows.len()`).
+    /// Euclidean on AVX-512: sixteen rows at a time with the next sixteen prefetched (the rows of a
+    /// group are scattered over X); large batches split over the pool in fixed pieces.
+    fn distances(&self, c: usize, rows: &[u32], out: &mut Vec<f32>) {
+        out.clear();
+        out.resize(rows.len(), 0.0);
+        let (data, d, metric, norms, isa) = (self.x.data(), self.x.d(), self.metric, &self.norms[..], self.isa);
+        let c_row = self.x.row(c);
+        let c_norm = norms.get(c).copied().unwrap_or(0.0);
+        let work = |(rows, out): (&[u32], &mut [f32])| {
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 && metric == Metric::Euclidean {
+                // SAFETY: the CPU has AVX-512F; every row id is a row of `data`.
+                unsafe { sq_rows_avx512(data, d, c_row, rows, out) };
+                return;
+            }
+            row_distances(isa, data, d, metric, norms, c_row, c_norm, rows, out);
+        };
+        const PIECE: usize = 1024;
+        if rows.len() * d >= PARALLEL_MIN_ELEMENTS {
+            rows.par_chunks(PIECE).zip(out.par_chunks_mut(PIECE)).for_each(work);
+        } else {
+            work((rows, &mut out[..]));
+        }
+    }
 }
 
-/// How far ahead of the scan [`scan_group`] prefetches rows.
-const PREFETCH_BYTES: usize = 2048;
+impl Grouped {
+    /// Appends group `j` (its members, farthest member, radius bound, pivot and pivot gap).
+    fn push_group(&mut self, j: usize, group: Group, far: (f32, usize), radius: f64, pivot: usize, gap: f64) {
+        debug_assert_eq!(j, self.groups.len());
+        self.radius.push(radius);
+        self.pivot.push(pivot as u32);
+        self.pivot_gap.push(gap);
+        while self.by_pivot.len() <= pivot {
+            self.by_pivot.push(Vec::new());
+            self.pivot_reach.push(f64::NEG_INFINITY);
+        }
+        if radius >= 0.0 {
+            self.by_pivot[pivot].push(j as u32);
+            self.pivot_reach[pivot] = self.pivot_reach[pivot].max(reach(gap, radius));
+        }
+        self.tree.set(j, far);
+        self.groups.push(group);
+    }
+}
 
 /// Asks for every cache line of `row` (a hint; no effect off x86-64).
 #[inline(always)]
@@ -708,64 +1008,67 @@ fn prefetch_row(row: &[f32]) {
     let _ = row;
 }
 
-/// Scans one group against the new center `c`: removes `c`, moves every member whose computed
-/// distance to `c` is smaller than its current one into the returned group (in row order), and
-/// returns the farthest remaining member.
+/// [`Greedy::distances`] on AVX-512F for the Euclidean metric: the bits of [`sq_euclidean`].
+///
+/// # Safety
+/// The CPU must support AVX-512F; every `rows[t]` is a row of `data` (`d` floats each), `c_row` has
+/// `d` floats and `out` as many entries as `rows`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sq_rows_avx512(data: &[f32], d: usize, c_row: &[f32], rows: &[u32], out: &mut [f32]) {
+    let blocks = rows.len() / 16;
+    let row = |i: u32| &data[i as usize * d..(i as usize + 1) * d];
+    for b in 0..blocks {
+        let block = &rows[b * 16..b * 16 + 16];
+        if let Some(next) = rows.get((b + 1) * 16..(b + 2) * 16) {
+            next.iter().for_each(|&i| prefetch_row(row(i)));
+        }
+        // SAFETY: each pointer is the start of a d-float row of `data`; `out` has room for the block.
+        unsafe {
+            let q = crate::distance::simd::sq_euclidean_x16_avx512(|t| row(block[t]).as_ptr(), c_row.as_ptr(), d);
+            std::arch::x86_64::_mm512_storeu_ps(out.as_mut_ptr().add(b * 16), q);
+        }
+    }
+    for t in blocks * 16..rows.len() {
+        out[t] = sq_euclidean(row(rows[t]), c_row);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn scan_group_impl(
-    group: &mut Group,
-    c: usize,
-    c_row: &[f32],
-    c_norm: f32,
+fn row_distances_impl(
     data: &[f32],
     d: usize,
     metric: Metric,
     norms: &[f32],
-) -> (Group, (f32, usize)) {
-    let mut moved = Group::default();
-    let mut far = (SELECTED, usize::MAX);
-    let mut kept = 0;
-    // A group's rows are scattered over X: fetch a few rows ahead so the scan waits on bandwidth,
-    // not on one memory latency per row (this made the clustered scan 2-3x faster).
-    let ahead = (PREFETCH_BYTES / (4 * d)).clamp(1, 16);
-    for t in 0..group.rows.len() {
-        if let Some(&next) = group.rows.get(t + ahead) {
+    c_row: &[f32],
+    c_norm: f32,
+    rows: &[u32],
+    out: &mut [f32],
+) {
+    let ahead = 4usize;
+    for (t, (&i, o)) in rows.iter().zip(out.iter_mut()).enumerate() {
+        if let Some(&next) = rows.get(t + ahead) {
             prefetch_row(&data[next as usize * d..(next as usize + 1) * d]);
         }
-        let (i, m) = (group.rows[t] as usize, group.dist[t]);
-        if i == c {
-            continue;
-        }
+        let i = i as usize;
         let x_norm = norms.get(i).copied().unwrap_or(0.0);
-        let q = distance(metric, &data[i * d..(i + 1) * d], c_row, x_norm, c_norm);
-        if q < m {
-            moved.rows.push(i as u32);
-            moved.dist.push(q);
-        } else {
-            group.rows[kept] = i as u32;
-            group.dist[kept] = m;
-            kept += 1;
-            far = argmax_pair(far, (m, i));
-        }
+        *o = distance(metric, &data[i * d..(i + 1) * d], c_row, x_norm, c_norm);
     }
-    group.rows.truncate(kept);
-    group.dist.truncate(kept);
-    (moved, far)
 }
 
 multiversion! {
     #[allow(clippy::too_many_arguments)]
-    fn scan_group(
-        group: &mut Group,
-        c: usize,
-        c_row: &[f32],
-        c_norm: f32,
+    fn row_distances(
         data: &[f32],
         d: usize,
         metric: Metric,
         norms: &[f32],
-    ) -> (Group, (f32, usize)) => scan_group_impl
+        c_row: &[f32],
+        c_norm: f32,
+        rows: &[u32],
+        out: &mut [f32],
+    ) -> () => row_distances_impl
 }
 
 /// Runs the greedy from a validated start; `add` adds a center and returns the farthest point.
@@ -809,8 +1112,11 @@ fn run_greedy(k: usize, begin: Start, metric: Metric, mut add: impl FnMut(usize)
 /// smallest row index).
 pub fn kcenter(x: MatrixView<'_>, k: usize, opts: &KCenterOptions<'_>) -> Result<Selection> {
     let begin = start(&x, k, opts)?;
-    let mut greedy = Greedy::new(x, opts.metric, k + begin.initial.len());
-    Ok(run_greedy(k, begin, opts.metric, |c| greedy.add(c)))
+    let metric = opts.metric;
+    Ok(crate::distance::on_pool(move || {
+        let mut greedy = Greedy::new(x, metric, k + begin.initial.len());
+        run_greedy(k, begin, metric, |c| greedy.add(c))
+    }))
 }
 
 /// The textbook greedy: one serial pass over every row per step, no pruning. The reference that
@@ -1064,6 +1370,57 @@ mod tests {
             let begin = start(&x, 300, &KCenterOptions::default()).unwrap();
             run_greedy(300, begin, Metric::Euclidean, |c| greedy.add(c));
             assert!(greedy.grouped.is_some() && greedy.flat.is_none());
+        }
+    }
+
+    /// Uniform data stays in the flat phase long enough for the f16 shadow pass to run (from
+    /// SHADOW_AFTER steps on, on AVX-512 machines), with rows not a multiple of 16 and widths with and without a tail.
+    #[test]
+    fn flat_phase_with_shadow_equals_naive() {
+        for (n, d) in [(1_000usize, 64usize), (777, 17), (530, 100), (300, 5)] {
+            let data = mat(n, d, n as u64);
+            let x = MatrixView::new(&data, n, d).unwrap();
+            let init = [3usize, 3, 40];
+            for initial in [None, Some(&init[..])] {
+                let opts = KCenterOptions {
+                    initial,
+                    seed: 9,
+                    ..Default::default()
+                };
+                assert_eq!(
+                    kcenter(x, 150, &opts).unwrap(),
+                    kcenter_naive(x, 150, &opts).unwrap(),
+                    "n={n} d={d}"
+                );
+            }
+            let mut greedy = Greedy::new(x, Metric::Euclidean, 151);
+            let begin = start(&x, 150, &KCenterOptions::default()).unwrap();
+            run_greedy(150, begin, Metric::Euclidean, |c| greedy.add(c));
+            if Isa::detect() == Isa::Avx512 && d >= 16 {
+                assert!(greedy.shadow_tried, "the shadow pass did not run (n={n} d={d})");
+            }
+        }
+    }
+
+    /// Wide rows in the grouped phase (the 16-row gathered distance kernel and its tail).
+    #[test]
+    fn grouped_phase_with_wide_rows_equals_naive() {
+        for (n, d) in [(3_001usize, 40usize), (2_000, 16), (1_500, 77)] {
+            let data = blobs(n, d, 9, 0.3, false, d as u64);
+            let x = MatrixView::new(&data, n, d).unwrap();
+            let opts = KCenterOptions {
+                seed: 2,
+                ..Default::default()
+            };
+            assert_eq!(
+                kcenter(x, 400, &opts).unwrap(),
+                kcenter_naive(x, 400, &opts).unwrap(),
+                "n={n} d={d}"
+            );
+            let mut greedy = Greedy::new(x, Metric::Euclidean, 401);
+            let begin = start(&x, 400, &opts).unwrap();
+            run_greedy(400, begin, Metric::Euclidean, |c| greedy.add(c));
+            assert!(greedy.grouped.is_some(), "clustered data should switch to groups");
         }
     }
 
